@@ -1,0 +1,286 @@
+//! Command-line parsing with pico-args, and the help text.
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mastotail::{Config, Endpoint, Stream, Token};
+
+pub const HELP: &str = "\
+mastotail: follow a Mastodon account's streaming API and print every event once,
+as one JSON object per line on stdout.
+
+USAGE:
+    mastotail [OPTIONS] STREAM...
+
+STREAMS (one WebSocket carries all of them):
+    user  user:notification  public  public:local  public:remote
+    public:media  public:local:media  public:remote:media  direct
+    hashtag:TAG  hashtag:local:TAG  list:ID
+
+SERVER AND TOKEN:
+    --server HOST|URL        Mastodon server, e.g. mastodon.example or https://host:port
+                             [env: MASTODON_SERVER]
+    --token-file PATH        read the access token from PATH (else MASTODON_TOKEN)
+    --streaming-url URL      streaming base URL; skips discovery via /api/v2/instance
+    --ca-file PATH           trust only the PEM certificates in PATH for TLS
+    --allow-insecure         allow the token over plain ws:// or http:// to a host
+                             that is not loopback
+
+TIMING (seconds, fractions allowed):
+    --ping-interval SECS     interval between mastotail's pings [default: 15]
+    --silence-timeout SECS   reconnect after this long without any frame [default: 45]
+    --connect-timeout SECS   TCP connect timeout per address [default: 10]
+    --handshake-timeout SECS TLS and WebSocket handshake timeout [default: 10]
+    --request-timeout SECS   timeout of one REST request [default: 10]
+    --write-timeout SECS     timeout of a blocked socket write [default: 10]
+    --backoff-initial SECS   first reconnect delay ceiling [default: 1]
+    --backoff-max SECS       largest reconnect delay ceiling [default: 60]
+    --max-message-size BYTES largest WebSocket message accepted [default: 16777216]
+
+CATCH-UP AND STATE:
+    --state FILE             keep cursors in FILE and catch up from them at start
+    --backfill-max N         most events one catch-up of one source prints [default: 800]
+    --no-backfill            do not fill gaps over REST
+    --catch-up               print what was missed since the state file's cursors, then exit
+
+OUTPUT:
+    --count N                exit after printing N events
+    -v, --verbose            more log output on stderr (-vv for trace)
+    -q, --quiet              less log output on stderr (-q warnings, -qq errors, -qqq none)
+    -V, --version            print the version
+    -h, --help               print this help
+
+EXIT STATUS:
+    0 done (stdout closed, --count reached, catch-up finished)   1 other failure
+    2 usage error   3 token rejected (HTTP 401/403)   4 subscription rejected
+    5 state file locked, unreadable or corrupt
+";
+
+/// What the command line asks for.
+pub struct Options {
+    pub config: Config,
+    pub verbosity: i32,
+    pub count: Option<u64>,
+    /// Warnings found while parsing, printed once logging is set up.
+    pub warnings: Vec<String>,
+}
+
+/// The result of parsing: run, or print something and exit.
+pub enum Parsed {
+    Run(Box<Options>),
+    Help,
+    Version,
+}
+
+/// Parses the arguments and the environment. Errors are one line that names the value.
+pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
+    let mut args = pico_args::Arguments::from_vec(split_short_flags(args));
+    if args.contains(["-h", "--help"]) {
+        return Ok(Parsed::Help);
+    }
+    if args.contains(["-V", "--version"]) {
+        return Ok(Parsed::Version);
+    }
+    let mut verbosity = 0;
+    while args.contains(["-v", "--verbose"]) {
+        verbosity += 1;
+    }
+    while args.contains(["-q", "--quiet"]) {
+        verbosity -= 1;
+    }
+
+    let server: Option<String> = string_option(&mut args, "--server")?;
+    let token_file: Option<PathBuf> = string_option(&mut args, "--token-file")?.map(PathBuf::from);
+    let streaming_url = string_option(&mut args, "--streaming-url")?;
+    let ca_file = string_option(&mut args, "--ca-file")?.map(PathBuf::from);
+    let allow_insecure = args.contains("--allow-insecure");
+    let ping_interval = seconds(&mut args, "--ping-interval")?;
+    let silence_timeout = seconds(&mut args, "--silence-timeout")?;
+    let connect_timeout = seconds(&mut args, "--connect-timeout")?;
+    let handshake_timeout = seconds(&mut args, "--handshake-timeout")?;
+    let request_timeout = seconds(&mut args, "--request-timeout")?;
+    let write_timeout = seconds(&mut args, "--write-timeout")?;
+    let backoff_initial = seconds(&mut args, "--backoff-initial")?;
+    let backoff_max = seconds(&mut args, "--backoff-max")?;
+    let backoff_seed = number(&mut args, "--backoff-seed")?;
+    let max_message_size = number(&mut args, "--max-message-size")?;
+    let state_file = string_option(&mut args, "--state")?.map(PathBuf::from);
+    let backfill_max = number(&mut args, "--backfill-max")?;
+    let no_backfill = args.contains("--no-backfill");
+    let catch_up = args.contains("--catch-up");
+    let count = number(&mut args, "--count")?;
+
+    let mut streams = Vec::new();
+    for arg in args.finish() {
+        let arg = arg
+            .into_string()
+            .map_err(|arg| format!("argument {arg:?} is not valid UTF-8"))?;
+        if arg.starts_with('-') && arg.len() > 1 {
+            return Err(format!("unknown option {arg:?}; see mastotail --help"));
+        }
+        let stream: Stream = arg.parse().map_err(|error| format!("{error}"))?;
+        streams.push(stream);
+    }
+    if streams.is_empty() {
+        return Err("no stream given; name at least one, for example: mastotail user".to_string());
+    }
+
+    let server = server
+        .or_else(|| {
+            std::env::var("MASTODON_SERVER")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .ok_or("missing server: pass --server HOST or set MASTODON_SERVER")?;
+    let server = Endpoint::parse(&server).map_err(|error| format!("invalid --server: {error}"))?;
+    let mut warnings = Vec::new();
+    let token = read_token(token_file.as_deref(), &mut warnings)?;
+
+    let mut config = Config::new(server, token, streams);
+    if let Some(url) = streaming_url {
+        let url =
+            Endpoint::parse(&url).map_err(|error| format!("invalid --streaming-url: {error}"))?;
+        config.streaming_url = Some(url.to_websocket());
+    }
+    config.ca_file = ca_file;
+    config.allow_insecure = allow_insecure;
+    set(&mut config.ping_interval, ping_interval);
+    set(&mut config.silence_timeout, silence_timeout);
+    set(&mut config.connect_timeout, connect_timeout);
+    set(&mut config.handshake_timeout, handshake_timeout);
+    set(&mut config.request_timeout, request_timeout);
+    set(&mut config.write_timeout, write_timeout);
+    set(&mut config.backoff_initial, backoff_initial);
+    set(&mut config.backoff_max, backoff_max);
+    config.backoff_seed = backoff_seed;
+    set(
+        &mut config.max_message_size,
+        max_message_size.map(|n: u64| n as usize),
+    );
+    config.state_file = state_file;
+    set(
+        &mut config.backfill_max,
+        backfill_max.map(|n: u64| n as usize),
+    );
+    config.backfill = !no_backfill;
+    if catch_up {
+        if config.state_file.is_none() {
+            return Err("--catch-up needs --state FILE to know where to start".to_string());
+        }
+        if no_backfill {
+            return Err("--catch-up and --no-backfill exclude each other".to_string());
+        }
+        config.catch_up_only = true;
+    }
+    if count == Some(0) {
+        return Err("invalid --count 0: give a positive number".to_string());
+    }
+    config.validate().map_err(|error| error.to_string())?;
+
+    Ok(Parsed::Run(Box::new(Options {
+        config,
+        verbosity,
+        count,
+        warnings,
+    })))
+}
+
+/// Splits `-vv` and `-qq` into repeated flags, which pico-args does not do.
+fn split_short_flags(args: Vec<OsString>) -> Vec<OsString> {
+    let mut split = Vec::with_capacity(args.len());
+    for arg in args {
+        let repeated = arg.to_str().and_then(|text| {
+            let letters = text.strip_prefix('-')?;
+            let first = letters.chars().next()?;
+            let valid = letters.len() > 1
+                && matches!(first, 'v' | 'q')
+                && letters.chars().all(|c| c == first);
+            valid.then(|| (format!("-{first}"), letters.len()))
+        });
+        match repeated {
+            Some((flag, times)) => split.extend((0..times).map(|_| OsString::from(&flag))),
+            None => split.push(arg),
+        }
+    }
+    split
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
+    }
+}
+
+fn string_option(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+) -> Result<Option<String>, String> {
+    args.opt_value_from_str(name)
+        .map_err(|error| format!("invalid {name}: {error}"))
+}
+
+/// Reads a duration in seconds, fractions allowed, for example `0.05`.
+fn seconds(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+) -> Result<Option<Duration>, String> {
+    let Some(text) = string_option(args, name)? else {
+        return Ok(None);
+    };
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("invalid {name} {text:?}: give seconds, for example 30 or 0.5"))?;
+    if !value.is_finite() || !(0.0..=1e9).contains(&value) {
+        return Err(format!(
+            "invalid {name} {text:?}: give seconds from 0 to 1000000000"
+        ));
+    }
+    Ok(Some(Duration::from_secs_f64(value)))
+}
+
+fn number(args: &mut pico_args::Arguments, name: &'static str) -> Result<Option<u64>, String> {
+    let Some(text) = string_option(args, name)? else {
+        return Ok(None);
+    };
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("invalid {name} {text:?}: give a whole number"))
+}
+
+/// Reads the token from `--token-file` or `MASTODON_TOKEN`. A token file that other users can
+/// read adds a warning.
+fn read_token(path: Option<&std::path::Path>, warnings: &mut Vec<String>) -> Result<Token, String> {
+    let token = match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| format!("cannot read --token-file {}: {error}", path.display()))?;
+            if let Ok(metadata) = std::fs::metadata(path)
+                && metadata.permissions().mode() & 0o077 != 0
+            {
+                warnings.push(format!(
+                    "token file {} is readable by other users; run: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                ));
+            }
+            Token::new(&text)
+        }
+        None => match std::env::var("MASTODON_TOKEN") {
+            Ok(token) if !token.trim().is_empty() => Token::new(&token),
+            _ => {
+                return Err(
+                    "missing access token: set MASTODON_TOKEN or pass --token-file PATH"
+                        .to_string(),
+                );
+            }
+        },
+    };
+    if token.is_invalid() {
+        return Err(
+            "the access token is empty or contains spaces or control characters".to_string(),
+        );
+    }
+    Ok(token)
+}

@@ -1,0 +1,744 @@
+//! The run loop: one thread, one clock. Every future action is a deadline; the time until the
+//! nearest one becomes the socket's read timeout, so a read returns a frame or a tick, and
+//! nothing sleeps blindly or spins.
+//!
+//! Events flow one way: socket frames and REST pages go through deduplication and the
+//! backfill-before-live ordering into a queue; the caller takes them from the queue, and only
+//! when it asks for the next one does the previous one count as delivered and move the cursor.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use log::{debug, trace};
+use tungstenite::Message;
+
+use crate::backfill::{self, PageOutcome, Walk};
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::connection::{self, Socket};
+use crate::dedupe::{SeenSet, compare_ids};
+use crate::discovery;
+use crate::endpoint::Endpoint;
+use crate::error::{Disposition, Error, Phase};
+use crate::event::{Event, Frame, decode_frame};
+use crate::notice::Notice;
+use crate::rest::Rest;
+use crate::state::StateFile;
+use crate::stream::{Source, Stream};
+
+/// Most live events held back while catch-ups run. Past it the catch-ups stop, so that
+/// memory stays bounded when REST is slow.
+const MAX_HELD: usize = 10_000;
+
+/// A blocking iterator over the events of a Mastodon account's streams.
+///
+/// It connects on the first call to `next`, reconnects with backoff after every failure,
+/// fills gaps over REST and drops duplicates. It yields `Err` once, for a failure that ends
+/// the run (a rejected token, a rejected subscription, a state file problem), and then `None`.
+///
+/// An event counts as delivered when `next` is called again; only then does its source's
+/// cursor move and the state file get written.
+pub struct Tail {
+    config: Config,
+    rest: Rest,
+    tls: native_tls::TlsConnector,
+    state: Option<StateFile>,
+    notice: Box<dyn FnMut(&Notice)>,
+
+    link: Link,
+    streaming_url: Option<Endpoint>,
+    backoff: Backoff,
+    /// The previous failure was a rejected token, so a second one ends the run.
+    unauthorized_once: bool,
+
+    sources: BTreeMap<Source, SourceState>,
+    seen: SeenSet,
+    ready: VecDeque<Event>,
+    /// Live events that arrived while a catch-up was running, in arrival order.
+    held: VecDeque<Event>,
+    /// The event handed out last, not yet known to be delivered.
+    in_flight: Option<Event>,
+    fatal: Option<Error>,
+    finished: bool,
+}
+
+enum Link {
+    /// No connection; the next attempt is due at this instant.
+    Down {
+        retry_at: Instant,
+    },
+    Up(Box<Live>),
+    /// Catch-up mode opens no WebSocket.
+    Never,
+}
+
+struct Live {
+    socket: Socket,
+    url: String,
+    connected_at: Instant,
+    last_heard: Instant,
+    next_ping: Instant,
+    healthy: bool,
+}
+
+struct SourceState {
+    /// The `stream` array that backfilled events of this source carry.
+    stream_json: String,
+    /// The id of the newest item delivered.
+    cursor: Option<String>,
+    walk: Option<Walk>,
+}
+
+impl Tail {
+    /// Prepares a run. Opens and locks the state file if one is configured; nothing touches
+    /// the network until the first call to `next`.
+    pub fn new(config: Config) -> Result<Tail, Error> {
+        config.validate()?;
+        let rest = Rest::new(&config)?;
+        let tls = connection::tls_connector(&config)?;
+        let state = match &config.state_file {
+            Some(path) => Some(StateFile::open(path)?),
+            None => None,
+        };
+        let mut sources = BTreeMap::new();
+        for stream in &config.streams {
+            for source in stream.sources() {
+                let cursor = state
+                    .as_ref()
+                    .and_then(|state| state.cursor(&source.key()))
+                    .map(str::to_string);
+                sources.entry(source).or_insert_with(|| SourceState {
+                    stream_json: stream_array(stream),
+                    cursor,
+                    walk: None,
+                });
+            }
+        }
+        let backoff = Backoff::new(
+            config.backoff_initial,
+            config.backoff_factor,
+            config.backoff_max,
+            config.backoff_seed,
+        );
+        let now = Instant::now();
+        let link = if config.catch_up_only {
+            Link::Never
+        } else {
+            Link::Down { retry_at: now }
+        };
+        let mut tail = Tail {
+            seen: SeenSet::new(config.dedupe_capacity),
+            streaming_url: config.streaming_url.clone(),
+            config,
+            rest,
+            tls,
+            state,
+            notice: Box::new(|notice| debug!("{notice}")),
+            link,
+            backoff,
+            unauthorized_once: false,
+            sources,
+            ready: VecDeque::new(),
+            held: VecDeque::new(),
+            in_flight: None,
+            fatal: None,
+            finished: false,
+        };
+        if tail.config.catch_up_only {
+            tail.start_walks(now);
+        }
+        Ok(tail)
+    }
+
+    /// Sets the function that receives notices about connections, retries and catch-ups.
+    /// Without one, notices are logged at debug level.
+    pub fn on_notice(&mut self, notice: impl FnMut(&Notice) + 'static) {
+        self.notice = Box::new(notice);
+    }
+
+    /// Returns the cursors: for each source key, the id of the newest item delivered.
+    pub fn cursors(&self) -> BTreeMap<String, String> {
+        self.sources
+            .iter()
+            .filter_map(|(source, state)| Some((source.key(), state.cursor.clone()?)))
+            .collect()
+    }
+
+    /// Returns how many events are ready to be handed out without waiting.
+    pub fn pending(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Marks the event handed out last as delivered: moves its source's cursor and writes the
+    /// state file. `next` does this itself; call it directly to save the cursor before
+    /// stopping.
+    pub fn commit(&mut self) -> Result<(), Error> {
+        if let Some(event) = self.in_flight.take() {
+            self.advance_cursor(&event);
+        }
+        if let Some(state) = &mut self.state {
+            state.save()?;
+        }
+        Ok(())
+    }
+
+    /// Runs the loop until an event is ready, the run ends, or a fatal error happens.
+    fn next_event(&mut self) -> Option<Result<Event, Error>> {
+        if let Err(error) = self.commit() {
+            self.finished = true;
+            return Some(Err(error));
+        }
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                self.in_flight = Some(event.clone());
+                return Some(Ok(event));
+            }
+            if let Some(error) = self.fatal.take() {
+                self.finished = true;
+                self.close();
+                return Some(Err(error));
+            }
+            if self.finished {
+                return None;
+            }
+            self.step();
+        }
+    }
+
+    /// One tick: connect when due, otherwise read the socket until the nearest deadline, then
+    /// handle the deadlines that passed.
+    fn step(&mut self) {
+        let now = Instant::now();
+        match &mut self.link {
+            Link::Never => {
+                if self.walks_running() {
+                    self.step_walks(now);
+                    self.sleep_until_walk_due();
+                } else {
+                    self.finished = true;
+                }
+            }
+            Link::Down { retry_at } => {
+                let retry_at = *retry_at;
+                if now < retry_at {
+                    std::thread::sleep(retry_at - now);
+                    return;
+                }
+                self.connect();
+            }
+            Link::Up(_) => {
+                self.read_once();
+                let now = Instant::now();
+                self.check_deadlines(now);
+                if self.fatal.is_none() && matches!(self.link, Link::Up(_)) {
+                    self.step_walks(now);
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self) {
+        match self.open_socket() {
+            Ok(live) => {
+                (self.notice)(&Notice::Connected {
+                    url: live.url.clone(),
+                    streams: self.config.streams.len(),
+                });
+                self.link = Link::Up(Box::new(live));
+                self.start_walks(Instant::now());
+            }
+            Err(error) => self.fail(error, false),
+        }
+    }
+
+    fn open_socket(&mut self) -> Result<Live, Error> {
+        let base = match &self.streaming_url {
+            Some(url) => url.clone(),
+            None => {
+                let url = discovery::discover_streaming_url(&self.rest, &self.config.server)?;
+                debug!("streaming URL is {url}");
+                self.streaming_url = Some(url.clone());
+                url
+            }
+        };
+        if self.config.backfill {
+            self.rest.refresh_name(&self.config.server)?;
+        }
+        let mut socket = connection::open(&base, &self.config, &self.tls)?;
+        for stream in &self.config.streams {
+            let message = stream.subscribe_message();
+            trace!("sending {message}");
+            socket
+                .write(Message::text(message))
+                .map_err(|error| read_error(error, Phase::Write))?;
+        }
+        socket
+            .flush()
+            .map_err(|error| read_error(error, Phase::Write))?;
+        let now = Instant::now();
+        Ok(Live {
+            socket,
+            url: base.to_string(),
+            connected_at: now,
+            last_heard: now,
+            next_ping: now + self.config.ping_interval,
+            healthy: false,
+        })
+    }
+
+    /// Reads one message or times out at the nearest deadline.
+    fn read_once(&mut self) {
+        let timeout = self.time_to_next_deadline(Instant::now());
+        let Link::Up(live) = &mut self.link else {
+            return;
+        };
+        if let Err(error) = connection::set_read_timeout(&live.socket, timeout) {
+            self.fail(Error::network(Phase::Read, error), true);
+            return;
+        }
+        match live.socket.read() {
+            Ok(message) => {
+                live.last_heard = Instant::now();
+                self.handle_message(message);
+            }
+            Err(tungstenite::Error::Io(error))
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(error) => self.fail(read_error(error, Phase::Read), true),
+        }
+    }
+
+    fn handle_message(&mut self, message: Message) {
+        match message {
+            Message::Text(text) => self.handle_frame(text.as_str()),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            Message::Binary(data) => debug!("ignoring a binary frame of {} bytes", data.len()),
+            Message::Close(frame) => {
+                let reason = match frame {
+                    Some(frame) if frame.reason.is_empty() => {
+                        format!("server closed the connection with code {}", frame.code)
+                    }
+                    Some(frame) => format!(
+                        "server closed the connection with code {}: {:?}",
+                        frame.code,
+                        frame.reason.as_str()
+                    ),
+                    None => "server closed the connection without a status code".to_string(),
+                };
+                self.fail(Error::Protocol(reason), true);
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, text: &str) {
+        match decode_frame(text) {
+            Frame::Event(event) => self.accept_live(event),
+            Frame::Error { message, status } => self.handle_error_frame(message, status),
+            Frame::Empty => trace!("empty frame"),
+            Frame::Ignored(what) => debug!("ignoring {what}"),
+            Frame::Invalid(reason) => {
+                (self.notice)(&Notice::Warning(format!("ignoring a frame: {reason}")));
+            }
+        }
+    }
+
+    /// Ends the run for a 4xx error frame, which answers one of the subscriptions: mastotail
+    /// sends nothing else. Other error frames are warnings.
+    fn handle_error_frame(&mut self, message: String, status: Option<u16>) {
+        match status {
+            Some(status @ 400..=499) => {
+                self.fatal = Some(Error::SubscriptionRejected {
+                    stream: self.guess_rejected_stream(&message),
+                    status,
+                    message,
+                });
+            }
+            _ => {
+                let status = status.map_or("no status".to_string(), |s| format!("status {s}"));
+                (self.notice)(&Notice::Warning(format!(
+                    "the server sent an error ({status}): {message:?}"
+                )));
+            }
+        }
+    }
+
+    /// Names the subscription an error frame most likely answers. Mastodon's error frames
+    /// carry no stream name, but their messages name tags and lists.
+    fn guess_rejected_stream(&self, message: &str) -> String {
+        let message = message.to_lowercase();
+        let kind = |stream: &&Stream| match stream {
+            Stream::Hashtag { .. } => message.contains("tag"),
+            Stream::List { .. } => message.contains("list"),
+            _ => false,
+        };
+        match self.config.streams.iter().find(kind) {
+            Some(stream) => stream.to_string(),
+            None => {
+                let names: Vec<String> =
+                    self.config.streams.iter().map(|s| s.to_string()).collect();
+                names.join(", ")
+            }
+        }
+    }
+
+    /// Passes a live event on, or holds it while a catch-up runs, so that live events come
+    /// after the missed ones and keep their order.
+    fn accept_live(&mut self, event: Event) {
+        if let Link::Up(live) = &mut self.link
+            && !live.healthy
+        {
+            live.healthy = true;
+            self.backoff.reset();
+            self.unauthorized_once = false;
+        }
+        if self.walks_running() {
+            self.held.push_back(event);
+            if self.held.len() > MAX_HELD {
+                let sources: Vec<Source> = self.sources.keys().cloned().collect();
+                for source in sources {
+                    self.finish_walk(
+                        &source,
+                        Some("too many live events waited for it".to_string()),
+                    );
+                }
+            }
+            return;
+        }
+        self.offer(event);
+    }
+
+    /// Queues an event unless an identical one was seen. A suppressed copy still moves its
+    /// own source's cursor, so that a restart does not fetch it again.
+    fn offer(&mut self, event: Event) {
+        let fresh = match event.dedupe_key() {
+            Some(key) => self.seen.insert(&key),
+            None => true,
+        };
+        if fresh {
+            self.ready.push_back(event);
+        } else {
+            trace!("dropping a duplicate {} event", event.name());
+            self.advance_cursor(&event);
+        }
+    }
+
+    fn source_of(&self, event: &Event) -> Option<Source> {
+        let names = event.stream();
+        self.config
+            .streams
+            .iter()
+            .find(|stream| stream.matches(&names))
+            .and_then(|stream| stream.source_of(event.name()))
+    }
+
+    fn advance_cursor(&mut self, event: &Event) {
+        let (Some(source), Some(id)) = (self.source_of(event), event.cursor_id()) else {
+            return;
+        };
+        let Some(state) = self.sources.get_mut(&source) else {
+            return;
+        };
+        let newer = state
+            .cursor
+            .as_deref()
+            .is_none_or(|cursor| compare_ids(id, cursor).is_gt());
+        if newer {
+            state.cursor = Some(id.to_string());
+            if let Some(file) = &mut self.state {
+                file.set_cursor(&source.key(), id);
+            }
+        }
+    }
+
+    /// Handles passed deadlines: the silence limit, the next ping, health.
+    fn check_deadlines(&mut self, now: Instant) {
+        let Link::Up(live) = &mut self.link else {
+            return;
+        };
+        if now >= live.last_heard + self.config.silence_timeout {
+            self.fail(Error::Timeout(Phase::Silence), true);
+            return;
+        }
+        if !live.healthy && now >= live.connected_at + self.config.silence_timeout {
+            live.healthy = true;
+            self.backoff.reset();
+            self.unauthorized_once = false;
+        }
+        if now >= live.next_ping {
+            live.next_ping = now + self.config.ping_interval;
+            trace!("sending ping");
+            if let Err(error) = live.socket.send(Message::Ping(Vec::new().into())) {
+                self.fail(read_error(error, Phase::Write), true);
+            }
+        }
+    }
+
+    fn time_to_next_deadline(&self, now: Instant) -> Duration {
+        let mut deadline = now + self.config.silence_timeout;
+        if let Link::Up(live) = &self.link {
+            deadline = deadline
+                .min(live.last_heard + self.config.silence_timeout)
+                .min(live.next_ping);
+            if !live.healthy {
+                deadline = deadline.min(live.connected_at + self.config.silence_timeout);
+            }
+        }
+        for state in self.sources.values() {
+            if let Some(walk) = &state.walk {
+                deadline = deadline.min(walk.due);
+            }
+        }
+        deadline.saturating_duration_since(now)
+    }
+
+    /// Starts a catch-up for every source, from its cursor, or a baseline request for sources
+    /// without one.
+    fn start_walks(&mut self, now: Instant) {
+        if !self.config.backfill {
+            return;
+        }
+        for state in self.sources.values_mut() {
+            if state.walk.is_none() {
+                state.walk = Some(Walk::new(state.cursor.clone(), now));
+            }
+        }
+    }
+
+    fn walks_running(&self) -> bool {
+        self.sources.values().any(|state| state.walk.is_some())
+    }
+
+    fn sleep_until_walk_due(&self) {
+        let now = Instant::now();
+        let due = self
+            .sources
+            .values()
+            .filter_map(|state| state.walk.as_ref().map(|walk| walk.due))
+            .min();
+        if let Some(due) = due
+            && due > now
+        {
+            std::thread::sleep(due - now);
+        }
+    }
+
+    /// Makes at most one REST request: the next page of the first walk that is due.
+    fn step_walks(&mut self, now: Instant) {
+        let due = self.sources.iter().find_map(|(source, state)| {
+            let walk = state.walk.as_ref()?;
+            (walk.due <= now).then(|| source.clone())
+        });
+        let Some(source) = due else {
+            return;
+        };
+        let state = &self.sources[&source];
+        let walk = state.walk.as_ref().expect("a due walk exists");
+        let retry_delay = self
+            .config
+            .backoff_initial
+            .mul_f64(self.config.backoff_factor.powi(walk.failures as i32))
+            .min(self.config.backoff_max);
+        let outcome = backfill::fetch_page(
+            &self.rest,
+            &self.config.server,
+            &self.config.token,
+            &source,
+            &state.stream_json,
+            walk,
+            retry_delay,
+        );
+        self.apply_page(&source, outcome, Instant::now());
+    }
+
+    fn apply_page(&mut self, source: &Source, outcome: PageOutcome, now: Instant) {
+        let backfill_max = self.config.backfill_max;
+        let state = self.sources.get_mut(source).expect("walked source exists");
+        let walk = state.walk.as_mut().expect("walk exists");
+        walk.requests += 1;
+        match outcome {
+            PageOutcome::Page {
+                events,
+                newest,
+                done,
+            } => {
+                walk.failures = 0;
+                let baseline = walk.baseline;
+                walk.baseline = false;
+                if let Some(newest) = newest {
+                    walk.from = newest.clone();
+                    if baseline && state.cursor.is_none() {
+                        state.cursor = Some(newest.clone());
+                        if let Some(file) = &mut self.state {
+                            file.set_cursor(&source.key(), &newest);
+                        }
+                    }
+                }
+                let room = backfill_max.saturating_sub(walk.fetched);
+                let capped = events.len() > room;
+                walk.fetched += events.len().min(room);
+                for event in events.into_iter().take(room) {
+                    self.offer(event);
+                }
+                if capped {
+                    let message = format!(
+                        "catch-up of {} stopped at --backfill-max {backfill_max} events; \
+                         older missed events were printed, newer ones up to the live stream \
+                         were skipped",
+                        source.key()
+                    );
+                    self.finish_walk(source, Some(message));
+                } else if done {
+                    self.finish_walk(source, None);
+                }
+            }
+            PageOutcome::RetryAfter { wait, reason } => {
+                walk.failures += 1;
+                walk.due = now + wait;
+                if walk.failures > backfill::MAX_PAGE_FAILURES {
+                    let message = format!("{reason}; gave up after {} attempts", walk.failures);
+                    self.finish_walk(source, Some(message));
+                } else {
+                    (self.notice)(&Notice::Warning(format!(
+                        "catch-up of {}: {reason}; retrying in {:.1} s",
+                        source.key(),
+                        wait.as_secs_f64()
+                    )));
+                }
+            }
+            PageOutcome::GiveUp(reason) => self.finish_walk(source, Some(reason)),
+        }
+    }
+
+    /// Ends a walk and releases the live events it held, dropping those it already fetched.
+    fn finish_walk(&mut self, source: &Source, problem: Option<String>) {
+        let Some(walk) = self
+            .sources
+            .get_mut(source)
+            .and_then(|state| state.walk.take())
+        else {
+            return;
+        };
+        match problem {
+            Some(problem) => (self.notice)(&Notice::Warning(format!(
+                "catch-up of {} incomplete: {problem}",
+                source.key()
+            ))),
+            None if walk.fetched > 0 || walk.requests > 1 => (self.notice)(&Notice::BackfillDone {
+                source: source.key(),
+                events: walk.fetched,
+                requests: walk.requests,
+            }),
+            None => debug!("{} has no missed events", source.key()),
+        }
+        if !self.walks_running() {
+            while let Some(event) = self.held.pop_front() {
+                self.offer(event);
+            }
+        }
+    }
+
+    /// Handles a failure by its disposition: schedule a reconnect, or end the run.
+    fn fail(&mut self, error: Error, was_connected: bool) {
+        if let Link::Up(live) = &mut self.link {
+            let _ = live.socket.close(None);
+            let _ = live.socket.flush();
+        }
+        // Walks restart after the reconnect. Held live events stay held and are released
+        // after the new walks; copies the walks fetch again are dropped as duplicates.
+        for state in self.sources.values_mut() {
+            state.walk = None;
+        }
+        let delay = match error.disposition() {
+            Disposition::Fatal => {
+                self.fatal = Some(error);
+                self.link = Link::Down {
+                    retry_at: Instant::now(),
+                };
+                return;
+            }
+            Disposition::Confirm if self.unauthorized_once => {
+                self.fatal = Some(error);
+                self.link = Link::Down {
+                    retry_at: Instant::now(),
+                };
+                return;
+            }
+            Disposition::Confirm => {
+                self.unauthorized_once = true;
+                self.backoff.next_delay()
+            }
+            Disposition::Retry => {
+                self.unauthorized_once = false;
+                self.backoff.next_delay()
+            }
+            Disposition::RetryAfter(wait) => {
+                self.unauthorized_once = false;
+                self.backoff.next_delay();
+                wait
+            }
+        };
+        (self.notice)(&Notice::Retrying {
+            reason: error.to_string(),
+            delay,
+            was_connected,
+        });
+        self.link = Link::Down {
+            retry_at: Instant::now() + delay,
+        };
+    }
+
+    /// Closes the WebSocket politely, if one is open.
+    fn close(&mut self) {
+        if let Link::Up(live) = &mut self.link {
+            let _ = live.socket.close(None);
+            let _ = live.socket.flush();
+        }
+    }
+}
+
+impl Iterator for Tail {
+    type Item = Result<Event, Error>;
+
+    fn next(&mut self) -> Option<Result<Event, Error>> {
+        self.next_event()
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Returns the `stream` array Mastodon would send for events of this subscription.
+fn stream_array(stream: &Stream) -> String {
+    let names: Vec<String> = match stream {
+        Stream::Hashtag { tag, .. } => vec![stream.channel().to_string(), tag.clone()],
+        Stream::List { id } => vec!["list".to_string(), id.clone()],
+        _ => vec![stream.channel().to_string()],
+    };
+    serde_json::to_string(&names).expect("strings serialize")
+}
+
+/// Maps a failed read or write on an open socket to an error.
+fn read_error(error: tungstenite::Error, phase: Phase) -> Error {
+    match error {
+        tungstenite::Error::Io(source) => Error::network(phase, source),
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+            Error::Protocol("connection closed".to_string())
+        }
+        tungstenite::Error::Utf8(_) => {
+            Error::Protocol("the server sent a text frame with invalid UTF-8".to_string())
+        }
+        tungstenite::Error::Capacity(error) => Error::Protocol(format!(
+            "the server sent a message over the size limit ({error}); see --max-message-size"
+        )),
+        tungstenite::Error::Protocol(error) => {
+            Error::Protocol(format!("WebSocket protocol error: {error}"))
+        }
+        tungstenite::Error::Tls(error) => Error::Tls(error.to_string()),
+        other => Error::Protocol(other.to_string()),
+    }
+}
