@@ -39,6 +39,11 @@ impl Backoff {
         Duration::from_secs_f64(scaled.min(self.cap.as_secs_f64()))
     }
 
+    /// Returns how many delays were handed out since the last reset.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
     /// Starts over from the initial delay, after a connection has proven healthy.
     pub fn reset(&mut self) {
         self.attempt = 0;

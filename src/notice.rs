@@ -15,6 +15,8 @@ pub enum Notice {
     Retrying {
         reason: String,
         delay: Duration,
+        /// Failed attempts since the last healthy connection, from 1.
+        attempt: u32,
         was_connected: bool,
     },
     /// Something went wrong that the run survives, such as an error frame from the server or
@@ -48,6 +50,7 @@ impl fmt::Display for Notice {
             Notice::Retrying {
                 reason,
                 delay,
+                attempt,
                 was_connected,
             } => {
                 let what = if *was_connected {
@@ -57,7 +60,7 @@ impl fmt::Display for Notice {
                 };
                 write!(
                     f,
-                    "{what}: {reason}; reconnecting in {:.1} s",
+                    "{what}: {reason}; reconnecting in {:.2} s (attempt {attempt})",
                     delay.as_secs_f64()
                 )
             }

@@ -349,11 +349,12 @@ impl Tail {
     fn handle_error_frame(&mut self, message: String, status: Option<u16>) {
         match status {
             Some(status @ 400..=499) => {
-                self.fatal = Some(Error::SubscriptionRejected {
+                let error = Error::SubscriptionRejected {
                     stream: self.guess_rejected_stream(&message),
                     status,
                     message,
-                });
+                };
+                self.end_with(error);
             }
             _ => {
                 let status = status.map_or("no status".to_string(), |s| format!("status {s}"));
@@ -651,20 +652,8 @@ impl Tail {
             state.walk = None;
         }
         let delay = match error.disposition() {
-            Disposition::Fatal => {
-                self.fatal = Some(error);
-                self.link = Link::Down {
-                    retry_at: Instant::now(),
-                };
-                return;
-            }
-            Disposition::Confirm if self.unauthorized_once => {
-                self.fatal = Some(error);
-                self.link = Link::Down {
-                    retry_at: Instant::now(),
-                };
-                return;
-            }
+            Disposition::Fatal => return self.end_with(error),
+            Disposition::Confirm if self.unauthorized_once => return self.end_with(error),
             Disposition::Confirm => {
                 self.unauthorized_once = true;
                 self.backoff.next_delay()
@@ -682,10 +671,23 @@ impl Tail {
         (self.notice)(&Notice::Retrying {
             reason: error.to_string(),
             delay,
+            attempt: self.backoff.attempts(),
             was_connected,
         });
         self.link = Link::Down {
             retry_at: Instant::now() + delay,
+        };
+    }
+
+    /// Ends the run with `error`, after the live events still held back by a catch-up.
+    fn end_with(&mut self, error: Error) {
+        self.close();
+        while let Some(event) = self.held.pop_front() {
+            self.offer(event);
+        }
+        self.fatal = Some(error);
+        self.link = Link::Down {
+            retry_at: Instant::now(),
         };
     }
 
@@ -735,6 +737,9 @@ fn read_error(error: tungstenite::Error, phase: Phase) -> Error {
         tungstenite::Error::Capacity(error) => Error::Protocol(format!(
             "the server sent a message over the size limit ({error}); see --max-message-size"
         )),
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => Error::Protocol("connection closed without a close frame".to_string()),
         tungstenite::Error::Protocol(error) => {
             Error::Protocol(format!("WebSocket protocol error: {error}"))
         }
