@@ -451,27 +451,33 @@ fn streaming_url_skips_discovery() {
 fn closed_stdout_ends_quietly() {
     let server = FakeServer::start();
     let url = server.http_url();
-    let mut script = vec![Step::Accept, Step::WaitSubscriptions(1)];
-    for id in 1..=10 {
-        script.push(Step::Text(frame(
-            &["user"],
-            "delete",
-            &json!(id.to_string()),
-        )));
-    }
-    script.push(Step::Live);
-    server.push_script(script);
     let command = format!(
         "'{}' --server '{}' {} user | head -n 3; echo \"status=${{PIPESTATUS[0]}}\"",
         harness::BIN,
         url,
         FAST.join(" ")
     );
-    let output = std::process::Command::new("bash")
+    let child = std::process::Command::new("bash")
         .args(["-c", &command])
         .env("MASTODON_TOKEN", TOKEN)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // Events keep coming, as on a real server, so that a write after `head` exited finds
+    // the pipe closed. The loop ends with the shell or after 100 events.
+    server.wait_until("a connection", WAIT, |s| !s.connections().is_empty());
+    let sender = std::thread::spawn(move || {
+        for id in 1..=100 {
+            server.send(&frame(&["user"], "delete", &json!(id.to_string())));
+            std::thread::sleep(Duration::from_millis(20));
+            if server.connections().iter().all(|c| !c.open) {
+                break;
+            }
+        }
+    });
+    let output = child.wait_with_output().unwrap();
+    sender.join().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");
