@@ -199,7 +199,8 @@ impl Tail {
                 return Some(Err(error));
             }
             if self.finished {
-                return None;
+                // A catch-up may have fixed new starting cursors since the last save.
+                return self.commit().err().map(Err);
             }
             self.step();
         }
