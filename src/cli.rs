@@ -5,7 +5,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mastotail::hook::HookCommand;
 use mastotail::{Config, Endpoint, Stream, Token};
+
+use crate::sink::{Filter, Format, HookSettings};
 
 pub const HELP: &str = "\
 mastotail: follow a Mastodon account's streaming API and print every event once,
@@ -46,7 +49,19 @@ CATCH-UP AND STATE:
     --catch-up               print what was missed since the state file's cursors, then exit
 
 OUTPUT:
-    --count N                exit after printing N events
+    --format FORMAT          json (default), raw (frames as received) or text (one
+                             readable line per event)
+    --event LIST             keep only these events, e.g. update,notification
+    --notification-type LIST keep only these notification types, e.g. mention
+    --count N                exit after printing N events (or N hooks finished)
+    --exec PROGRAM [ARGS...] run PROGRAM once per event, with the event's JSON line on
+                             stdin; everything after --exec belongs to the program, so
+                             put it last
+    --exec-jobs N            hooks allowed to run at once [default: 1]
+    --exec-timeout SECS      kill a hook after this long [default: 60]
+    --exec-env NAME          pass the environment variable NAME on to hooks (repeatable);
+                             hooks get only PATH, HOME, USER, LANG, LC_ALL, TZ, TMPDIR
+                             and the MASTOTAIL_* variables otherwise
     -v, --verbose            more log output on stderr (-vv for trace)
     -q, --quiet              less log output on stderr (-q warnings, -qq errors, -qqq none)
     -V, --version            print the version
@@ -63,6 +78,9 @@ pub struct Options {
     pub config: Config,
     pub verbosity: i32,
     pub count: Option<u64>,
+    pub format: Format,
+    pub filter: Filter,
+    pub hook: Option<HookSettings>,
     /// Warnings found while parsing, printed once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -75,7 +93,21 @@ pub enum Parsed {
 }
 
 /// Parses the arguments and the environment. Errors are one line that names the value.
-pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
+pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
+    let hook_command = match args.iter().position(|arg| arg == "--exec") {
+        Some(index) => {
+            let command = args.split_off(index);
+            let mut command = command.into_iter().skip(1);
+            let program = command
+                .next()
+                .ok_or("--exec needs a program, for example: --exec ./bot.sh")?;
+            Some(HookCommand {
+                program,
+                args: command.collect(),
+            })
+        }
+        None => None,
+    };
     let mut args = pico_args::Arguments::from_vec(split_short_flags(args));
     if args.contains(["-h", "--help"]) {
         return Ok(Parsed::Help);
@@ -111,6 +143,50 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     let no_backfill = args.contains("--no-backfill");
     let catch_up = args.contains("--catch-up");
     let count = number(&mut args, "--count")?;
+    let format = match string_option(&mut args, "--format")?.as_deref() {
+        None | Some("json") => Format::Json,
+        Some("raw") => Format::Raw,
+        Some("text") => Format::Text,
+        Some(other) => {
+            return Err(format!("invalid --format {other:?}: use json, raw or text"));
+        }
+    };
+    let filter = Filter {
+        events: list(string_option(&mut args, "--event")?),
+        notification_types: list(string_option(&mut args, "--notification-type")?),
+    };
+    let exec_jobs = number(&mut args, "--exec-jobs")?;
+    let exec_timeout = seconds(&mut args, "--exec-timeout")?;
+    let exec_env_names: Vec<String> = args
+        .values_from_str("--exec-env")
+        .map_err(|error| format!("invalid --exec-env: {error}"))?;
+    let mut exec_env = Vec::new();
+    for name in exec_env_names {
+        if name == "MASTODON_TOKEN" {
+            return Err(
+                "--exec-env MASTODON_TOKEN is not allowed: hooks never get mastotail's \
+                 token; give the hook its own token file instead"
+                    .to_string(),
+            );
+        }
+        if let Ok(value) = std::env::var(&name) {
+            exec_env.push((name, value));
+        }
+    }
+    if hook_command.is_none()
+        && (exec_jobs.is_some() || exec_timeout.is_some() || !exec_env.is_empty())
+    {
+        return Err("--exec-jobs, --exec-timeout and --exec-env need --exec PROGRAM".to_string());
+    }
+    if exec_jobs == Some(0) {
+        return Err("invalid --exec-jobs 0: give a positive number".to_string());
+    }
+    let hook = hook_command.map(|command| HookSettings {
+        command,
+        jobs: exec_jobs.unwrap_or(1) as usize,
+        timeout: exec_timeout.unwrap_or(Duration::from_secs(60)),
+        env: exec_env,
+    });
 
     let mut streams = Vec::new();
     for arg in args.finish() {
@@ -183,6 +259,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         config,
         verbosity,
         count,
+        format,
+        filter,
+        hook,
         warnings,
     })))
 }
@@ -205,6 +284,17 @@ fn split_short_flags(args: Vec<OsString>) -> Vec<OsString> {
         }
     }
     split
+}
+
+/// Splits a comma-separated list, dropping empty items.
+fn list(value: Option<String>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn set<T>(field: &mut T, value: Option<T>) {

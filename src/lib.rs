@@ -46,4 +46,4 @@ pub use error::{Disposition, Error, Phase, exit};
 pub use event::{Event, Frame, Payload, decode_frame};
 pub use notice::Notice;
 pub use stream::{PublicScope, Source, Stream, UnknownStream};
-pub use tail::Tail;
+pub use tail::{Poll, Tail};

@@ -3,8 +3,8 @@
 
 mod cli;
 mod logger;
+mod sink;
 
-use std::io::{self, Write};
 use std::process::ExitCode;
 
 use log::{error, info, warn};
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Writes events until the run ends. A closed stdout ends the run quietly.
+/// Runs mastotail until the run ends. A closed stdout ends the run quietly.
 fn run(options: &cli::Options) -> Result<(), Error> {
     let mut tail = Tail::new(options.config.clone())?;
     tail.on_notice(|notice: &Notice| {
@@ -49,33 +49,8 @@ fn run(options: &cli::Options) -> Result<(), Error> {
             info!("{notice}");
         }
     });
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    let mut printed = 0u64;
-    while let Some(event) = tail.next() {
-        let event = event?;
-        let written = event.write_json_line(&mut out).and_then(|()| {
-            if tail.pending() == 0 {
-                out.flush()
-            } else {
-                Ok(())
-            }
-        });
-        match written {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(error) => return Err(Error::Output(error)),
-        }
-        printed += 1;
-        if options.count.is_some_and(|count| printed >= count) {
-            if let Err(error) = out.flush() {
-                if error.kind() == io::ErrorKind::BrokenPipe {
-                    return Ok(());
-                }
-                return Err(Error::Output(error));
-            }
-            return tail.commit();
-        }
+    match &options.hook {
+        Some(hook) => sink::run_hooks(&mut tail, hook, &options.filter, options.count),
+        None => sink::print(&mut tail, options.format, &options.filter, options.count),
     }
-    Ok(())
 }

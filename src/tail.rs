@@ -6,7 +6,7 @@
 //! backfill-before-live ordering into a queue; the caller takes them from the queue, and only
 //! when it asks for the next one does the previous one count as delivered and move the cursor.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use log::{debug, trace};
@@ -29,6 +29,11 @@ use crate::stream::{Source, Stream};
 /// Most live events held back while catch-ups run. Past it the catch-ups stop, so that
 /// memory stays bounded when REST is slow.
 const MAX_HELD: usize = 10_000;
+
+/// Most events waiting for the caller. Past it, live events that a catch-up can fetch again
+/// are dropped and their sources catch up from their cursors once the caller has taken the
+/// queue down to half, so memory stays bounded when a slow consumer falls behind.
+const MAX_READY: usize = 2_000;
 
 /// A blocking iterator over the events of a Mastodon account's streams.
 ///
@@ -60,6 +65,26 @@ pub struct Tail {
     in_flight: Option<Event>,
     fatal: Option<Error>,
     finished: bool,
+    /// Move the cursor past an event when the caller asks for the next one. Off when the
+    /// caller reports deliveries itself with [`Tail::mark_delivered`].
+    auto_commit: bool,
+    /// The latest instant a tick may wait until, set by [`Tail::poll`].
+    wake_by: Option<Instant>,
+    /// Sources whose live events were dropped because the ready queue was full; they catch
+    /// up from their cursors once it drains.
+    resync: BTreeSet<Source>,
+}
+
+/// What [`Tail::poll`] returns.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Poll {
+    /// The next event.
+    Event(Event),
+    /// No event arrived within the wait.
+    Pending,
+    /// The run ended normally (a catch-up finished).
+    Finished,
 }
 
 enum Link {
@@ -143,6 +168,9 @@ impl Tail {
             in_flight: None,
             fatal: None,
             finished: false,
+            auto_commit: true,
+            wake_by: None,
+            resync: BTreeSet::new(),
         };
         if tail.config.catch_up_only {
             tail.start_walks(now);
@@ -169,6 +197,66 @@ impl Tail {
         self.ready.len()
     }
 
+    /// Turns off the automatic delivery of the event handed out last when the next one is
+    /// asked for. The caller then reports each delivery with [`Tail::mark_delivered`], for
+    /// example once a hook run for the event has finished.
+    pub fn set_auto_commit(&mut self, auto_commit: bool) {
+        self.auto_commit = auto_commit;
+    }
+
+    /// Reports `event` as delivered: moves its source's cursor and writes the state file.
+    pub fn mark_delivered(&mut self, event: &Event) -> Result<(), Error> {
+        self.advance_cursor(event);
+        match &mut self.state {
+            Some(state) => state.save().map_err(Error::from),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits at most `wait` for the next event while serving the connection. The caller
+    /// can do other work between calls, such as checking child processes.
+    pub fn poll(&mut self, wait: Duration) -> Result<Poll, Error> {
+        self.wake_by = Some(Instant::now() + wait);
+        let result = self.next_event();
+        let timed_out = self
+            .wake_by
+            .is_some_and(|wake_by| Instant::now() >= wake_by);
+        self.wake_by = None;
+        match result {
+            Some(Ok(event)) => Ok(Poll::Event(event)),
+            Some(Err(error)) => Err(error),
+            None if self.finished => Ok(Poll::Finished),
+            None => {
+                debug_assert!(timed_out);
+                Ok(Poll::Pending)
+            }
+        }
+    }
+
+    /// Serves the connection for `wait` without handing out events, for a caller that cannot
+    /// take more right now. Events keep queueing, within the bound described at
+    /// `MAX_READY`. Returns an error that ends the run.
+    pub fn serve(&mut self, wait: Duration) -> Result<(), Error> {
+        let wake_by = Instant::now() + wait;
+        self.wake_by = Some(wake_by);
+        while Instant::now() < wake_by && self.fatal.is_none() && !self.finished {
+            self.step();
+        }
+        self.wake_by = None;
+        match self.fatal.take() {
+            Some(error) if self.ready.is_empty() => {
+                self.finished = true;
+                self.close();
+                Err(error)
+            }
+            Some(error) => {
+                self.fatal = Some(error);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Marks the event handed out last as delivered: moves its source's cursor and writes the
     /// state file. `next` does this itself; call it directly to save the cursor before
     /// stopping.
@@ -184,13 +272,20 @@ impl Tail {
 
     /// Runs the loop until an event is ready, the run ends, or a fatal error happens.
     fn next_event(&mut self) -> Option<Result<Event, Error>> {
-        if let Err(error) = self.commit() {
+        if self.auto_commit
+            && let Err(error) = self.commit()
+        {
             self.finished = true;
             return Some(Err(error));
         }
         loop {
             if let Some(event) = self.ready.pop_front() {
-                self.in_flight = Some(event.clone());
+                if self.ready.len() <= MAX_READY / 2 && !self.resync.is_empty() {
+                    self.start_resync(Instant::now());
+                }
+                if self.auto_commit {
+                    self.in_flight = Some(event.clone());
+                }
                 return Some(Ok(event));
             }
             if let Some(error) = self.fatal.take() {
@@ -202,7 +297,32 @@ impl Tail {
                 // A catch-up may have fixed new starting cursors since the last save.
                 return self.commit().err().map(Err);
             }
+            if self
+                .wake_by
+                .is_some_and(|wake_by| Instant::now() >= wake_by)
+            {
+                return None;
+            }
             self.step();
+        }
+    }
+
+    /// Starts catch-ups for the sources whose live events were dropped.
+    fn start_resync(&mut self, now: Instant) {
+        for source in std::mem::take(&mut self.resync) {
+            if let Some(state) = self.sources.get_mut(&source)
+                && state.walk.is_none()
+            {
+                state.walk = Some(Walk::new(state.cursor.clone(), now));
+            }
+        }
+    }
+
+    /// Caps a blocking wait at the instant set by [`Tail::poll`].
+    fn capped(&self, deadline: Instant) -> Instant {
+        match self.wake_by {
+            Some(wake_by) => deadline.min(wake_by),
+            None => deadline,
         }
     }
 
@@ -222,7 +342,7 @@ impl Tail {
             Link::Down { retry_at } => {
                 let retry_at = *retry_at;
                 if now < retry_at {
-                    std::thread::sleep(retry_at - now);
+                    std::thread::sleep(self.capped(retry_at) - now);
                     return;
                 }
                 self.connect();
@@ -414,6 +534,20 @@ impl Tail {
     /// Queues an event unless an identical one was seen. A suppressed copy still moves its
     /// own source's cursor, so that a restart does not fetch it again.
     fn offer(&mut self, event: Event) {
+        if self.ready.len() >= MAX_READY
+            && !event.is_backfill()
+            && let Some(source) = self.source_of(&event)
+            && self.config.backfill
+        {
+            if self.resync.insert(source.clone()) {
+                (self.notice)(&Notice::Warning(format!(
+                    "the consumer fell {MAX_READY} events behind; live events of {} are \
+                     dropped and will be fetched again from the cursor",
+                    source.key()
+                )));
+            }
+            return;
+        }
         let fresh = match event.dedupe_key() {
             Some(key) => self.seen.insert(&key),
             None => true,
@@ -492,7 +626,7 @@ impl Tail {
                 deadline = deadline.min(walk.due);
             }
         }
-        deadline.saturating_duration_since(now)
+        self.capped(deadline).saturating_duration_since(now)
     }
 
     /// Starts a catch-up for every source, from its cursor, or a baseline request for sources
@@ -522,7 +656,7 @@ impl Tail {
         if let Some(due) = due
             && due > now
         {
-            std::thread::sleep(due - now);
+            std::thread::sleep(self.capped(due).saturating_duration_since(now));
         }
     }
 

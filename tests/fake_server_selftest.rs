@@ -55,6 +55,7 @@ fn read_response(stream: &mut TcpStream) -> HttpResponse {
         assert_eq!(n, 1, "connection closed inside the response head");
         head.push(byte[0]);
     }
+
     let head = String::from_utf8(head).expect("response head is UTF-8");
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
@@ -66,6 +67,7 @@ fn read_response(stream: &mut TcpStream) -> HttpResponse {
             (name.trim().to_string(), value.trim().to_string())
         })
         .collect();
+
     let len: usize = headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
@@ -418,7 +420,7 @@ fn close_none_sends_empty_close_frame() {
             Message::Close(frame) => assert_eq!(frame, None),
             other => panic!("expected a close frame, got {other:?}"),
         }
-        // The next read sends tungstenite's reply and then sees the connection end.
+        // The next read sends tungstenite's reply close frame and then returns ConnectionClosed.
         let error = socket
             .read()
             .expect_err("connection ends after the close handshake");
@@ -535,7 +537,7 @@ fn ping_interval_closes_client_without_pong() {
         stream.write_all(request.as_bytes()).unwrap();
         assert_eq!(read_response_head_only(&mut stream).status, 101);
 
-        // Never answer: collect every byte until the server ends the connection.
+        // Send no pong: collect every byte until the server ends the connection.
         let started = Instant::now();
         let mut received = Vec::new();
         stream
@@ -620,7 +622,7 @@ fn silence_step_answers_no_ping() {
         server.push_script(vec![
             Step::Accept,
             Step::Silence(Duration::from_millis(400)),
-            // The ping sent during the silence is answered while sleeping.
+            // The server sends the pong for the ping from the silence during this sleep.
             Step::Sleep(Duration::from_millis(50)),
             Step::Text("awake".to_string()),
         ]);

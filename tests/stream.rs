@@ -457,7 +457,7 @@ fn closed_stdout_ends_quietly() {
         url,
         FAST.join(" ")
     );
-    let child = std::process::Command::new("bash")
+    let mut child = std::process::Command::new("bash")
         .args(["-c", &command])
         .env("MASTODON_TOKEN", TOKEN)
         .stdout(std::process::Stdio::piped())
@@ -465,19 +465,22 @@ fn closed_stdout_ends_quietly() {
         .spawn()
         .unwrap();
     // Events keep coming, as on a real server, so that a write after `head` exited finds
-    // the pipe closed. The loop ends with the shell or after 100 events.
+    // the pipe closed. At most 250 events, 20 ms apart.
     server.wait_until("a connection", WAIT, |s| !s.connections().is_empty());
-    let sender = std::thread::spawn(move || {
-        for id in 1..=100 {
-            server.send(&frame(&["user"], "delete", &json!(id.to_string())));
-            std::thread::sleep(Duration::from_millis(20));
-            if server.connections().iter().all(|c| !c.open) {
-                break;
-            }
+    let mut exited = false;
+    for id in 1..=250 {
+        server.send(&frame(&["user"], "delete", &json!(id.to_string())));
+        std::thread::sleep(Duration::from_millis(20));
+        if child.try_wait().unwrap().is_some() {
+            exited = true;
+            break;
         }
-    });
+    }
+    if !exited {
+        let _ = child.kill();
+    }
     let output = child.wait_with_output().unwrap();
-    sender.join().unwrap();
+    assert!(exited, "mastotail did not end after stdout closed");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");

@@ -56,7 +56,7 @@ pub struct ConnRecord {
     pub subscriptions: Vec<Value>,
     pub pings_received: usize,
     pub pongs_received: usize,
-    /// `Some(code)` once the client sent a close frame; the inner `None` is a close frame
+    /// `Some(code)` once the client sent a close frame. The inner `None` is a close frame
     /// without a status code.
     pub closed_by_client: Option<Option<u16>>,
     pub binary_frames: usize,
@@ -74,22 +74,24 @@ pub struct RequestRecord {
     pub headers: Vec<(String, String)>,
     /// Response status, or 0 when no response was sent (yet).
     pub status: u16,
+    /// The request body as text, empty when there was none.
+    pub body: String,
 }
 
-/// One step of a WebSocket connection's script. Scripts run step by step; see
-/// [`FakeServer::push_script`] for what happens before `Accept` and after the last step.
+/// One step of a WebSocket connection's script. [`FakeServer::push_script`] describes what
+/// happens before `Accept` and after the last step.
 #[derive(Clone, Debug)]
 pub enum Step {
-    /// Answers the upgrade request with this HTTP response, then closes the connection.
+    /// Responds to the upgrade request with this HTTP response, then closes the connection.
     Reject {
         status: u16,
         headers: Vec<(String, String)>,
         body: String,
     },
-    /// Reads the upgrade request and never answers; the socket stays open until the client
+    /// Reads the upgrade request and never responds. The socket stays open until the client
     /// closes it or the server stops.
     Hang,
-    /// Answers 101 when the token matches, else 401 with `X-Error-Message` as Mastodon does.
+    /// Responds 101 when the token matches, else 401 with `X-Error-Message` as Mastodon does.
     Accept,
     /// Waits (at most 5 s) until the client has sent this many `"type":"subscribe"` messages
     /// on this connection, answering pings meanwhile.
@@ -133,11 +135,11 @@ pub enum RestFault {
         headers: Vec<(String, String)>,
         body: String,
     },
-    /// 206 Partial Content with `[]`, as the home timeline answers while the feed regenerates.
+    /// 206 Partial Content with `[]`, as the home timeline returns while the feed regenerates.
     Partial,
     /// 200 with a JSON content type and a body that is not JSON.
     MalformedBody,
-    /// Reads the request, answers nothing for the duration, then closes the connection.
+    /// Reads the request, sends nothing for the duration, then closes the connection.
     Hang(Duration),
 }
 
@@ -265,7 +267,7 @@ impl FakeServer {
     }
 
     /// Sets the streaming URL returned by `/api/v2/instance` (`configuration.urls.streaming`)
-    /// and `/api/v1/instance` (`urls.streaming_api`). `None` makes that endpoint answer 404.
+    /// and `/api/v1/instance` (`urls.streaming_api`). `None` makes that endpoint return 404.
     pub fn set_streaming_url(&self, v2: Option<String>, v1: Option<String>) {
         let mut state = self.shared.lock();
         state.streaming_v2 = v2;
@@ -291,7 +293,8 @@ impl FakeServer {
     }
 
     /// Queues a text frame for every connection in [`Step::Live`], or keeps it for the next
-    /// connection that goes live when none is.
+    /// connection that goes live when none is. A frame queued for a connection that closes
+    /// before sending it is lost, as on a real server.
     pub fn send(&self, frame: &str) {
         self.shared
             .queue_outgoing(Outgoing::Text(frame.to_string()));
@@ -385,7 +388,7 @@ impl FakeServer {
         rest::insert_items(path, timeline, items);
     }
 
-    /// Queues a fault for the next request to `path` (without query); faults for one path are
+    /// Queues a fault for the next request to `path` (without query). Faults for one path are
     /// served in FIFO order, one per request.
     pub fn push_rest_fault(&self, path: &str, fault: RestFault) {
         let mut state = self.shared.lock();
@@ -519,6 +522,7 @@ fn record_request(state: &mut State, request: &Request) -> usize {
         path_and_query: request.path_and_query.clone(),
         headers: request.headers.clone(),
         status: 0,
+        body: String::new(),
     });
     state.requests.len() - 1
 }
@@ -624,15 +628,16 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream, killed: &Atomic
             return;
         }
         let close = request.wants_close();
-        match read_and_drop_body(&mut stream, &request) {
-            Ok(()) => {}
+        let body = match read_body(&mut stream, &request) {
+            Ok(body) => body,
             Err(status) => {
                 respond_error_and_close(&mut stream, status, "Request body not supported");
                 return;
             }
-        }
+        };
 
         let request_index = record_request(&mut shared.lock(), &request);
+        shared.lock().requests[request_index].body = String::from_utf8_lossy(&body).into_owned();
         match answer_rest(shared, &request) {
             Reply::Respond {
                 status,
@@ -657,15 +662,16 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: TcpStream, killed: &Atomic
     }
 }
 
-/// Returns whether a request asks for a WebSocket on Mastodon's streaming path.
+/// Returns whether a request is a WebSocket upgrade on Mastodon's streaming path.
 fn is_websocket_upgrade(request: &Request) -> bool {
     let upgrade = request.header("upgrade").unwrap_or("");
     upgrade.eq_ignore_ascii_case("websocket") && request.path().starts_with("/api/v1/streaming")
 }
 
-/// Reads and drops a `Content-Length` body. Returns the status to answer with when the body
-/// cannot be handled: 411 for chunked bodies, 413 for large or unreadable ones.
-fn read_and_drop_body(stream: &mut TcpStream, request: &Request) -> Result<(), u16> {
+/// Reads a `Content-Length` body. Returns the error status when the body cannot be handled:
+/// 400 for an invalid `Content-Length`, 411 for chunked bodies, 413 for large or unreadable
+/// ones.
+fn read_body(stream: &mut TcpStream, request: &Request) -> Result<Vec<u8>, u16> {
     if request.header("transfer-encoding").is_some() {
         return Err(411);
     }
@@ -676,7 +682,9 @@ fn read_and_drop_body(stream: &mut TcpStream, request: &Request) -> Result<(), u
     if len > http::MAX_BODY_BYTES {
         return Err(413);
     }
-    http::consume(stream, len).map_err(|_| 413u16)
+    let mut body = vec![0; len];
+    std::io::Read::read_exact(stream, &mut body).map_err(|_| 413u16)?;
+    Ok(body)
 }
 
 fn respond_error_and_close(stream: &mut TcpStream, status: u16, message: &str) {
@@ -740,9 +748,16 @@ fn answer_rest(shared: &Shared, request: &Request) -> Reply {
                 | "/api/v2/instance"
                 | "/api/v1/streaming/health"
                 | "/api/v1/accounts/verify_credentials"
+                | "/api/v1/statuses"
         );
     if !is_known {
         return not_found();
+    }
+    if path == "/api/v1/statuses" && request.method == "POST" {
+        if !has_valid_bearer(shared, request) {
+            return json_reply(401, &json!({ "error": "The access token is invalid" }));
+        }
+        return json_reply(200, &json!({ "id": "900000", "content": "<p>posted</p>" }));
     }
     if request.method != "GET" {
         return json_reply(405, &json!({ "error": "Method not allowed" }));

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Max size of a request head. A larger head is answered with 431.
+/// Max size of a request head. A larger head gets a 431 response.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// Max request body that is read and dropped. A larger body is answered with 413.
+/// Max request body that is read and dropped. A larger body gets a 413 response.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Time a client may take to finish a request head once it has started sending it.
@@ -84,7 +84,7 @@ impl Request {
     }
 
     /// Returns whether the connection must close after the response, following HTTP/1.1
-    /// persistence rules: HTTP/1.0 closes unless it asks for keep-alive, HTTP/1.1 stays open
+    /// persistence rules: HTTP/1.0 closes unless it requests keep-alive, HTTP/1.1 stays open
     /// unless it sends `Connection: close`.
     pub fn wants_close(&self) -> bool {
         let connection = self.header("connection").unwrap_or("").to_ascii_lowercase();

@@ -14,8 +14,8 @@ pub const CONVERSATIONS_PATH: &str = "/api/v1/conversations";
 /// Default `limit` when the request has none, as on Mastodon's timeline endpoints.
 pub const DEFAULT_LIMIT: usize = 20;
 
-/// Query parameters copied into the `Link` URLs, like Mastodon's `pagination_params`.
-/// Others, such as `types[]`, are left out of the links.
+/// Query parameters copied into the `Link` URLs. Mastodon keeps an allow-list of parameters
+/// such as `limit` and `local` there. Others, such as `types[]`, are left out here.
 const KEPT_LINK_PARAMS: [&str; 4] = ["limit", "local", "only_media", "remote"];
 
 /// Returns whether `path` is served as a timeline even when no items were added to it.
@@ -69,8 +69,8 @@ pub fn insert_items(path: &str, timeline: &mut Vec<Value>, items: Vec<Value>) {
     }
 }
 
-/// Parses `limit` like Mastodon's `limit_param`: absent means the default, otherwise the
-/// leading integer of the value (0 when there is none), made positive and capped at `max`.
+/// Parses `limit`: absent means the default, otherwise the leading integer of the value (0
+/// when there is none), made positive and capped at `max`.
 pub fn parse_limit(raw: Option<&str>, max: usize) -> usize {
     let Some(raw) = raw else {
         return DEFAULT_LIMIT.min(max);
@@ -144,7 +144,8 @@ pub fn link_header(
     let url = |cursor_name: &str, cursor: &str| {
         let mut params = kept.clone();
         params.push((cursor_name.to_string(), cursor.to_string()));
-        // Rails builds these URLs with `to_query`, which sorts the parameters by name.
+        // NOTE: sorting by name assumes Rails URL helpers sort query parameters, which was
+        // not checked against a live server.
         params.sort();
         let query: Vec<String> = params
             .iter()

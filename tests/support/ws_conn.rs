@@ -1,5 +1,5 @@
 //! One WebSocket connection of the fake server: the handshake, running its script of
-//! [`Step`]s, and answering client frames the way Mastodon's streaming server does.
+//! [`Step`]s, and responding to client frames the way Mastodon's streaming server does.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,7 +17,8 @@ use super::ws::{self, DecodeError, Frame};
 /// Max payload of a client frame or message; larger ones are closed with 1009.
 const MAX_CLIENT_PAYLOAD: usize = 1024 * 1024;
 
-/// Max wait of [`Step::WaitSubscriptions`] and of [`Step::Close`] for the client's answer.
+/// Max wait of [`Step::WaitSubscriptions`] for subscriptions and of [`Step::Close`] for the
+/// client's close frame.
 const STEP_WAIT_LIMIT: Duration = Duration::from_secs(5);
 
 /// Max wait of [`Step::Reset`] for the client's pong.
@@ -194,7 +195,7 @@ impl Connection<'_> {
         }
     }
 
-    /// Keeps the socket open without answering until the client closes it or the server stops.
+    /// Keeps the socket open without responding until the client closes it or the server stops.
     fn hang(&mut self) -> Flow {
         if !self.consume_head() {
             return Flow::End;

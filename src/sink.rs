@@ -1,0 +1,254 @@
+//! Where the command's events go: stdout in one of three formats, or a hook program run once
+//! per event. Both apply the `--event` and `--notification-type` filters.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use log::{error, warn};
+use mastotail::hook::{HookCommand, HookJob, HookRunner, HookStatus};
+use mastotail::{Error, Event, Poll, Tail};
+
+/// Output format of stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line with the payload decoded once.
+    Json,
+    /// The server's frames exactly as received; backfilled events as JSON lines.
+    Raw,
+    /// One readable line per event, with control characters removed.
+    Text,
+}
+
+/// Which events to keep.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub events: Vec<String>,
+    pub notification_types: Vec<String>,
+}
+
+/// Settings of `--exec`.
+#[derive(Debug, Clone)]
+pub struct HookSettings {
+    pub command: HookCommand,
+    pub jobs: usize,
+    pub timeout: Duration,
+    /// Variables passed on to hooks by `--exec-env`, on top of the few every hook gets.
+    pub env: Vec<(String, String)>,
+}
+
+/// Most events taken from the stream and waiting for a hook. Past it mastotail stops taking
+/// events and only serves the connection; the library then bounds its own queue and fetches
+/// dropped events again from the cursor.
+const MAX_WAITING: usize = 64;
+
+/// How often running hooks are checked for completion.
+const HOOK_CHECK: Duration = Duration::from_millis(20);
+
+impl Filter {
+    pub fn keeps(&self, event: &Event) -> bool {
+        if !self.events.is_empty() && !self.events.iter().any(|name| name == event.name()) {
+            return false;
+        }
+        if self.notification_types.is_empty() || event.name() != "notification" {
+            return true;
+        }
+        event
+            .notification_type()
+            .is_some_and(|kind| self.notification_types.iter().any(|wanted| wanted == kind))
+    }
+}
+
+/// Writes events to stdout until the run ends, `count` events were written or stdout closed.
+pub fn print(
+    tail: &mut Tail,
+    format: Format,
+    filter: &Filter,
+    count: Option<u64>,
+) -> Result<(), Error> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut printed = 0u64;
+    while let Some(event) = tail.next() {
+        let event = event?;
+        if !filter.keeps(&event) {
+            continue;
+        }
+        let written = write_event(&mut out, &event, format).and_then(|()| {
+            if tail.pending() == 0 {
+                out.flush()
+            } else {
+                Ok(())
+            }
+        });
+        match written {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(error) => return Err(Error::Output(error)),
+        }
+        printed += 1;
+        if count.is_some_and(|count| printed >= count) {
+            return match out.flush() {
+                Err(error) if error.kind() != io::ErrorKind::BrokenPipe => {
+                    Err(Error::Output(error))
+                }
+                _ => tail.commit(),
+            };
+        }
+    }
+    out.flush().or_else(ignore_broken_pipe)
+}
+
+fn ignore_broken_pipe(error: io::Error) -> Result<(), Error> {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(Error::Output(error))
+    }
+}
+
+fn write_event(out: &mut impl Write, event: &Event, format: Format) -> io::Result<()> {
+    match (format, event.frame()) {
+        (Format::Raw, Some(frame)) => {
+            out.write_all(frame.as_bytes())?;
+            out.write_all(b"\n")
+        }
+        (Format::Json | Format::Raw, _) => event.write_json_line(out),
+        (Format::Text, _) => {
+            let line = mastotail::text::render_event_line(
+                event.name(),
+                &event.payload_value(),
+                event.is_backfill(),
+            );
+            out.write_all(line.as_bytes())?;
+            out.write_all(b"\n")
+        }
+    }
+}
+
+/// One event on its way through a hook.
+struct Pending {
+    seq: u64,
+    event: Event,
+    finished: bool,
+}
+
+/// Runs the hook once per event, in event order, while the connection is served. An event
+/// counts as delivered once its hook finished (whatever its exit status) and every earlier
+/// event's hook finished too; only then does the cursor move past it.
+pub fn run_hooks(
+    tail: &mut Tail,
+    settings: &HookSettings,
+    filter: &Filter,
+    count: Option<u64>,
+) -> Result<(), Error> {
+    tail.set_auto_commit(false);
+    let mut runner = HookRunner::new(
+        settings.command.clone(),
+        settings.jobs,
+        settings.timeout,
+        std::env::temp_dir(),
+    );
+    let program = settings.command.program.to_string_lossy().into_owned();
+    let mut waiting: VecDeque<Event> = VecDeque::new();
+    let mut started: VecDeque<Pending> = VecDeque::new();
+    let mut next_seq = 0u64;
+    let mut delivered = 0u64;
+    let mut stream_ended = false;
+
+    loop {
+        for outcome in runner.poll(Instant::now()) {
+            report_outcome(&program, outcome.seq, &outcome.status);
+            if let Some(pending) = started.iter_mut().find(|p| p.seq == outcome.seq) {
+                pending.finished = true;
+            }
+        }
+        while started.front().is_some_and(|pending| pending.finished) {
+            let pending = started.pop_front().expect("front exists");
+            tail.mark_delivered(&pending.event)?;
+            delivered += 1;
+            if count.is_some_and(|count| delivered >= count) {
+                runner.shutdown(settings.timeout);
+                return Ok(());
+            }
+        }
+
+        while runner.has_capacity() && !waiting.is_empty() {
+            let event = waiting.pop_front().expect("not empty");
+            let job = HookJob {
+                seq: next_seq,
+                line: event.to_json_line().into_bytes(),
+                env: [settings.env.clone(), hook_environment(&event)].concat(),
+            };
+            if let Err(error) = runner.start(job) {
+                runner.shutdown(settings.timeout);
+                return Err(Error::Config(format!(
+                    "cannot run the --exec program: {error}"
+                )));
+            }
+            started.push_back(Pending {
+                seq: next_seq,
+                event,
+                finished: false,
+            });
+            next_seq += 1;
+        }
+
+        if stream_ended && waiting.is_empty() && started.is_empty() {
+            return Ok(());
+        }
+        let wait = if runner.running() > 0 {
+            HOOK_CHECK
+        } else {
+            Duration::from_secs(1)
+        };
+        if stream_ended {
+            std::thread::sleep(wait);
+        } else if waiting.len() >= MAX_WAITING {
+            tail.serve(wait)?;
+        } else {
+            match tail.poll(wait)? {
+                Poll::Event(event) if filter.keeps(&event) => waiting.push_back(event),
+                Poll::Event(event) if started.is_empty() && waiting.is_empty() => {
+                    tail.mark_delivered(&event)?;
+                }
+                Poll::Event(_) | Poll::Pending => {}
+                Poll::Finished => stream_ended = true,
+            }
+        }
+    }
+}
+
+fn report_outcome(program: &str, seq: u64, status: &HookStatus) {
+    match status {
+        HookStatus::Success => {}
+        HookStatus::Failed(exit) => warn!("hook {program} for event {seq} failed: {exit}"),
+        HookStatus::TimedOut => {
+            warn!("hook {program} for event {seq} timed out and was killed (see --exec-timeout)")
+        }
+        HookStatus::SpawnFailed(message) => error!("hook {program} for event {seq}: {message}"),
+    }
+}
+
+/// Environment variables that describe the event to the hook. The full event is on stdin.
+fn hook_environment(event: &Event) -> Vec<(String, String)> {
+    let clean = |value: &str| value.replace('\0', "");
+    let mut env = vec![
+        ("MASTOTAIL_EVENT".to_string(), clean(event.name())),
+        (
+            "MASTOTAIL_STREAM".to_string(),
+            clean(&event.stream().join(":")),
+        ),
+        (
+            "MASTOTAIL_BACKFILL".to_string(),
+            if event.is_backfill() { "1" } else { "0" }.to_string(),
+        ),
+    ];
+    if let Some(id) = event.id() {
+        env.push(("MASTOTAIL_ID".to_string(), clean(id)));
+    }
+    if let Some(kind) = event.notification_type() {
+        env.push(("MASTOTAIL_NOTIFICATION_TYPE".to_string(), clean(kind)));
+    }
+    env
+}

@@ -1,0 +1,364 @@
+//! Hooks, output formats and filters: a program per event that never stalls the stream,
+//! hostile server text that stays inert, and the example bot.
+
+mod harness;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use harness::{FAST, Mastotail, TOKEN, frame, notification, status};
+use serde_json::{Value, json};
+use support::FakeServer;
+
+const WAIT: Duration = Duration::from_secs(15);
+const HOME: &str = "/api/v1/timelines/home";
+
+fn start(server: &FakeServer, extra: &[&str], streams: &[&str]) -> Mastotail {
+    let url = server.http_url();
+    let ws = server.ws_url();
+    let mut args = vec!["--server", url.as_str(), "--streaming-url", ws.as_str()];
+    args.extend_from_slice(FAST);
+    args.extend_from_slice(streams);
+    args.extend_from_slice(extra);
+    Mastotail::start(&args)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mastotail-hooks-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes an executable shell script and returns its path.
+fn script(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&path, permissions).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Waits until `path` has `lines` lines and returns them.
+fn wait_lines(path: &Path, lines: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let found: Vec<String> = text.lines().map(str::to_string).collect();
+        if found.len() >= lines {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} has {} of {lines} lines",
+            path.display(),
+            found.len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn hostile_status_text_stays_inert() {
+    let dir = temp_dir("hostile");
+    let marker = dir.join("pwned");
+    let hook = script(
+        &dir,
+        "hook.sh",
+        &format!("cat >> '{}/events'", dir.display()),
+    );
+    let server = FakeServer::start();
+    let _mastotail = start(&server, &["--no-backfill", "--exec", &hook], &["user"]);
+    let mut hostile = status("1");
+    hostile["content"] = json!(format!(
+        "$(touch {}) `touch {}` '; rm -rf ~",
+        marker.display(),
+        marker.display()
+    ));
+    server.send(&frame(&["user"], "update", &hostile));
+    let lines = wait_lines(&dir.join("events"), 1);
+    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["payload"]["content"], hostile["content"]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!marker.exists(), "the status text was run");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn hook_gets_event_env_and_never_the_token() {
+    let dir = temp_dir("env");
+    let hook = script(
+        &dir,
+        "hook.sh",
+        &format!(
+            "cat > /dev/null; env >> '{}/env'; echo END >> '{}/env'",
+            dir.display(),
+            dir.display()
+        ),
+    );
+    let server = FakeServer::start();
+    let _mastotail = start(&server, &["--no-backfill", "--exec", &hook], &["user"]);
+    server.send(&frame(&["user"], "notification", &notification("77")));
+    let env = wait_lines(&dir.join("env"), 1);
+    while !env.iter().any(|line| line == "END") {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let env = std::fs::read_to_string(dir.join("env")).unwrap();
+    assert!(env.contains("MASTOTAIL_EVENT=notification"), "{env}");
+    assert!(env.contains("MASTOTAIL_ID=77"), "{env}");
+    assert!(env.contains("MASTOTAIL_NOTIFICATION_TYPE=mention"), "{env}");
+    assert!(env.contains("MASTOTAIL_STREAM=user"), "{env}");
+    assert!(!env.contains("MASTODON_TOKEN"), "{env}");
+    assert!(!env.contains(TOKEN), "{env}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn slow_hook_keeps_connection_alive() {
+    // The server drops a client that misses one pong, every 100 ms; each hook takes 600 ms.
+    let dir = temp_dir("slow");
+    let hook = script(
+        &dir,
+        "hook.sh",
+        &format!(
+            "cat > /dev/null; sleep 0.6; echo \"$MASTOTAIL_ID\" >> '{}/done'",
+            dir.display()
+        ),
+    );
+    let server = FakeServer::start();
+    server.set_ping_interval(Some(Duration::from_millis(100)));
+    let mastotail = start(&server, &["--no-backfill", "--exec", &hook], &["user"]);
+    for id in ["1", "2", "3"] {
+        server.send(&frame(&["user"], "delete", &json!(id)));
+    }
+    let done = wait_lines(&dir.join("done"), 3);
+    assert_eq!(done, ["1", "2", "3"], "hooks ran out of order");
+    assert_eq!(
+        server.connections().len(),
+        1,
+        "stderr: {}",
+        mastotail.stderr()
+    );
+    assert!(server.connections()[0].pongs_received >= 10);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn megabyte_payload_to_hook_that_never_reads() {
+    let dir = temp_dir("big");
+    let hook = script(
+        &dir,
+        "hook.sh",
+        &format!(
+            "if [ \"$MASTOTAIL_ID\" = big ]; then sleep 0.3; else wc -c >> '{}/sizes'; fi",
+            dir.display()
+        ),
+    );
+    let server = FakeServer::start();
+    server.set_ping_interval(Some(Duration::from_millis(100)));
+    let _mastotail = start(&server, &["--no-backfill", "--exec", &hook], &["user"]);
+    let mut big = status("big");
+    big["content"] = json!("x".repeat(1 << 20));
+    server.send(&frame(&["user"], "update", &big));
+    server.send(&frame(&["user"], "update", &status("small")));
+    let sizes = wait_lines(&dir.join("sizes"), 1);
+    assert!(sizes[0].trim().parse::<usize>().unwrap() > 100);
+    assert_eq!(server.connections().len(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn failing_and_hanging_hooks_logged_and_skipped() {
+    let dir = temp_dir("fail");
+    let hook = script(
+        &dir,
+        "hook.sh",
+        &format!(
+            "cat > /dev/null; case \"$MASTOTAIL_ID\" in 1) exit 3;; 2) sleep 10;; esac; echo \"$MASTOTAIL_ID\" >> '{}/done'",
+            dir.display()
+        ),
+    );
+    let server = FakeServer::start();
+    let mastotail = start(
+        &server,
+        &["--no-backfill", "--exec-timeout", "0.3", "--exec", &hook],
+        &["user"],
+    );
+    for id in ["1", "2", "3"] {
+        server.send(&frame(&["user"], "delete", &json!(id)));
+    }
+    assert_eq!(wait_lines(&dir.join("done"), 1), ["3"]);
+    mastotail.wait_stderr("exit status: 3", WAIT);
+    mastotail.wait_stderr("timed out", WAIT);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn crash_between_hooks_reruns_unfinished_one() {
+    let dir = temp_dir("crash");
+    let state = dir.join("state.json");
+    let state_arg = state.to_str().unwrap().to_string();
+    let second_run = dir.join("second-run");
+    let hook = script(
+        &dir,
+        "hook.sh",
+        &format!(
+            "cat > /dev/null; if [ \"$MASTOTAIL_ID\" = 1002 ] && [ ! -e '{}' ]; then sleep 3; exit 0; fi; echo \"$MASTOTAIL_ID\" >> '{}/done'",
+            second_run.display(),
+            dir.display()
+        ),
+    );
+    let server = FakeServer::start();
+    server.add_items(HOME, vec![status("1000")]);
+    let mut first = start(
+        &server,
+        &["--state", &state_arg, "--exec", &hook],
+        &["user"],
+    );
+    server.wait_until("the baseline request", WAIT, |s| {
+        s.requests()
+            .iter()
+            .any(|r| r.path_and_query.starts_with(HOME) && r.status == 200)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    for id in ["1001", "1002"] {
+        server.add_items(HOME, vec![status(id)]);
+        server.send(&frame(&["user"], "update", &status(id)));
+    }
+    assert_eq!(wait_lines(&dir.join("done"), 1), ["1001"]);
+    std::thread::sleep(Duration::from_millis(200));
+    first.kill();
+
+    std::fs::write(&second_run, "").unwrap();
+    let _second = start(
+        &server,
+        &["--state", &state_arg, "--exec", &hook],
+        &["user"],
+    );
+    assert_eq!(wait_lines(&dir.join("done"), 2), ["1001", "1002"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        wait_lines(&dir.join("done"), 2).len(),
+        2,
+        "a finished hook ran again"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn text_format_strips_escape_sequences() {
+    let server = FakeServer::start();
+    let mut mastotail = start(&server, &["--no-backfill", "--format", "text"], &["user"]);
+    let mut hostile = status("5");
+    hostile["content"] =
+        json!("<p>red \u{1b}[31malert\u{1b}[0m &amp;lt;b&amp;gt; \u{1b}]0;title\u{7}\u{9b}2J</p>");
+    hostile["account"]["acct"] = json!("evil\u{1b}[2J");
+    server.send(&frame(&["user"], "update", &hostile));
+    let line = mastotail.line(WAIT);
+    assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+    assert!(line.contains("update"), "{line}");
+    assert!(
+        line.contains("&lt;b&gt;"),
+        "entities decoded more than once: {line}"
+    );
+    assert!(line.contains("https://social.example/@bob/5"), "{line}");
+}
+
+#[test]
+fn raw_format_prints_frames_as_received() {
+    let server = FakeServer::start();
+    let mut mastotail = start(&server, &["--no-backfill", "--format", "raw"], &["user"]);
+    let sent = frame(&["user"], "update", &status("9"));
+    server.send(&sent);
+    assert_eq!(mastotail.line(WAIT), sent);
+}
+
+#[test]
+fn filters_keep_selected_events() {
+    let server = FakeServer::start();
+    let mut mastotail = start(
+        &server,
+        &[
+            "--no-backfill",
+            "--event",
+            "notification,delete",
+            "--notification-type",
+            "mention",
+        ],
+        &["user"],
+    );
+    let mut favourite = notification("2");
+    favourite["type"] = json!("favourite");
+    server.send(&frame(&["user"], "update", &status("1")));
+    server.send(&frame(&["user"], "notification", &favourite));
+    server.send(&frame(&["user"], "notification", &notification("3")));
+    server.send(&frame(&["user"], "delete", &json!("4")));
+    let lines = mastotail.json_lines(2, WAIT);
+    assert_eq!(lines[0]["payload"]["id"], "3");
+    assert_eq!(lines[1]["payload"], "4");
+    assert!(mastotail.no_line_within(Duration::from_millis(200)));
+}
+
+#[test]
+fn reply_bot_example_answers_direct_message() {
+    let dir = temp_dir("bot");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let bot = format!(
+        "{}/scripts/examples/reply-bot.sh",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let server = FakeServer::start();
+    let url = server.http_url();
+    let ws = server.ws_url();
+    let mut args = vec![
+        "--server",
+        url.as_str(),
+        "--streaming-url",
+        ws.as_str(),
+        "--no-backfill",
+    ];
+    args.extend_from_slice(FAST);
+    args.extend([
+        "--exec-env",
+        "MASTODON_SERVER",
+        "--exec-env",
+        "MASTODON_TOKEN_FILE",
+        "direct",
+        "--exec",
+        bot.as_str(),
+    ]);
+    let token_path = token_file.to_str().unwrap();
+    let _mastotail = Mastotail::start_with(
+        &args,
+        &[
+            ("MASTODON_TOKEN", TOKEN),
+            ("MASTODON_SERVER", url.as_str()),
+            ("MASTODON_TOKEN_FILE", token_path),
+        ],
+    );
+    let conversation = json!({
+        "id": "501",
+        "unread": true,
+        "accounts": [{"id": "2", "acct": "bob"}],
+        "last_status": {"id": "777", "account": {"id": "2", "acct": "bob"}, "content": "<p>hi $(id)</p>"},
+    });
+    server.send(&frame(&["direct"], "conversation", &conversation));
+    server.wait_until("the bot's reply", WAIT, |s| {
+        s.requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.status == 200)
+    });
+    let reply = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(reply.path_and_query, "/api/v1/statuses");
+    assert!(reply.body.contains("in_reply_to_id=777"), "{}", reply.body);
+    assert!(reply.body.contains("visibility=direct"), "{}", reply.body);
+    assert!(reply.body.contains("%40bob"), "{}", reply.body);
+    let _ = std::fs::remove_dir_all(dir);
+}
