@@ -45,8 +45,9 @@ pub(crate) enum PageOutcome {
     },
     /// Wait and request the same page again.
     RetryAfter { wait: Duration, reason: String },
-    /// Stop this walk; the reason is worth a warning.
-    GiveUp(String),
+    /// Stop this walk; the reason is worth a warning. `status` is the HTTP status that
+    /// caused it, if any.
+    GiveUp { reason: String, status: Option<u16> },
 }
 
 impl Walk {
@@ -97,7 +98,12 @@ pub(crate) fn fetch_page(
                 reason: error.to_string(),
             };
         }
-        Err(error) => return PageOutcome::GiveUp(error.to_string()),
+        Err(error) => {
+            return PageOutcome::GiveUp {
+                reason: error.to_string(),
+                status: None,
+            };
+        }
     };
     match response.status {
         200 => {}
@@ -120,9 +126,13 @@ pub(crate) fn fetch_page(
             };
         }
         status => {
-            return PageOutcome::GiveUp(format!(
-                "{path} answered HTTP {status}; check that the token has the read scope for it"
-            ));
+            return PageOutcome::GiveUp {
+                reason: format!(
+                    "{path} answered HTTP {status}; check that the token has the read scope \
+                     for it"
+                ),
+                status: Some(status),
+            };
         }
     }
 

@@ -59,6 +59,8 @@ OUTPUT:
                              put it last
     --exec-jobs N            hooks allowed to run at once [default: 1]
     --exec-timeout SECS      kill a hook after this long [default: 60]
+    --queue-max N            events waiting for slow hooks before live events that can
+                             be fetched again are dropped and refetched [default: 2000]
     --exec-env NAME          pass the environment variable NAME on to hooks (repeatable);
                              hooks get only PATH, HOME, USER, LANG, LC_ALL, TZ, TMPDIR
                              and the MASTOTAIL_* variables otherwise
@@ -70,7 +72,7 @@ OUTPUT:
 EXIT STATUS:
     0 done (stdout closed, --count reached, catch-up finished)   1 other failure
     2 usage error   3 token rejected (HTTP 401/403)   4 subscription rejected
-    5 state file locked, unreadable or corrupt
+    5 state file locked, unreadable or corrupt   6 --catch-up incomplete, run it again
 ";
 
 /// What the command line asks for.
@@ -157,6 +159,7 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
     };
     let exec_jobs = number(&mut args, "--exec-jobs")?;
     let exec_timeout = seconds(&mut args, "--exec-timeout")?;
+    let queue_max = number(&mut args, "--queue-max")?;
     let exec_env_names: Vec<String> = args
         .values_from_str("--exec-env")
         .map_err(|error| format!("invalid --exec-env: {error}"))?;
@@ -197,7 +200,9 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
             return Err(format!("unknown option {arg:?}; see mastotail --help"));
         }
         let stream: Stream = arg.parse().map_err(|error| format!("{error}"))?;
-        streams.push(stream);
+        if !streams.contains(&stream) {
+            streams.push(stream);
+        }
     }
     if streams.is_empty() {
         return Err("no stream given; name at least one, for example: mastotail user".to_string());
@@ -241,6 +246,17 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
         backfill_max.map(|n: u64| n as usize),
     );
     config.backfill = !no_backfill;
+    if config.backoff_initial > config.backoff_max {
+        return Err(format!(
+            "--backoff-initial {:.3} is larger than --backoff-max {:.3}",
+            config.backoff_initial.as_secs_f64(),
+            config.backoff_max.as_secs_f64()
+        ));
+    }
+    if queue_max == Some(0) {
+        return Err("invalid --queue-max 0: give a positive number".to_string());
+    }
+    set(&mut config.max_queue, queue_max.map(|n: u64| n as usize));
     if catch_up {
         if config.state_file.is_none() {
             return Err("--catch-up needs --state FILE to know where to start".to_string());
@@ -368,9 +384,14 @@ fn read_token(path: Option<&std::path::Path>, warnings: &mut Vec<String>) -> Res
         },
     };
     if token.is_invalid() {
-        return Err(
-            "the access token is empty or contains spaces or control characters".to_string(),
-        );
+        let source = match path {
+            Some(path) => format!("the token in {}", path.display()),
+            None => "MASTODON_TOKEN".to_string(),
+        };
+        return Err(format!(
+            "{source} is empty or contains characters other than printable ASCII; an access \
+             token is a single word"
+        ));
     }
     Ok(token)
 }

@@ -92,6 +92,10 @@ pub struct Config {
     pub backfill_max: usize,
     /// Number of recent event keys remembered for deduplication. Default 10,000.
     pub dedupe_capacity: usize,
+    /// Most events waiting for a slow consumer. Past it, live events that a catch-up can
+    /// fetch again are dropped, and their sources catch up from their cursors once the
+    /// consumer has taken the queue down to half, so memory stays bounded. Default 2,000.
+    pub max_queue: usize,
     /// Stop after the catch-up from the state file instead of following the stream.
     pub catch_up_only: bool,
 }
@@ -121,6 +125,7 @@ impl Config {
             backfill: true,
             backfill_max: 800,
             dedupe_capacity: 10_000,
+            max_queue: 2_000,
             catch_up_only: false,
         }
     }
@@ -134,7 +139,8 @@ impl Config {
         }
         if self.token.is_invalid() {
             return Err(Error::Config(
-                "the access token is empty or contains spaces or control characters".to_string(),
+                "the access token is empty or contains characters other than printable ASCII"
+                    .to_string(),
             ));
         }
         self.server

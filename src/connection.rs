@@ -168,8 +168,9 @@ fn websocket_handshake(
                 let request_id = response
                     .headers()
                     .get("x-request-id")
-                    .and_then(|value| value.to_str().ok());
-                debug!("handshake done, request id {request_id:?}");
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("none");
+                debug!("handshake done, X-Request-Id {request_id}");
                 return Ok(socket);
             }
             Err(HandshakeError::Interrupted(partial)) => {

@@ -55,6 +55,9 @@ pub enum Error {
     /// Writing the events failed (other than a closed stdout, which ends the run quietly).
     /// Fatal.
     Output(io::Error),
+    /// A `--catch-up` run could not fetch every missed item. Fatal, so that a cron job sees
+    /// it; the cursors of what was printed are saved, so the next run resumes there.
+    CatchUpIncomplete(String),
 }
 
 /// The step that was running when a network failure or a timeout happened.
@@ -98,6 +101,8 @@ pub mod exit {
     pub const SUBSCRIPTION_REJECTED: i32 = 4;
     /// The state file is locked by another process, unreadable or corrupt.
     pub const STATE: i32 = 5;
+    /// A `--catch-up` could not fetch everything that was missed; run it again later.
+    pub const CATCH_UP_INCOMPLETE: i32 = 6;
 }
 
 impl Error {
@@ -107,7 +112,8 @@ impl Error {
             Error::Config(_)
             | Error::SubscriptionRejected { .. }
             | Error::State(_)
-            | Error::Output(_) => Disposition::Fatal,
+            | Error::Output(_)
+            | Error::CatchUpIncomplete(_) => Disposition::Fatal,
             Error::Unauthorized { .. } => Disposition::Confirm,
             Error::RateLimited { wait: Some(wait) } => Disposition::RetryAfter(*wait),
             Error::RateLimited { wait: None }
@@ -126,6 +132,7 @@ impl Error {
             Error::Unauthorized { .. } => exit::UNAUTHORIZED,
             Error::SubscriptionRejected { .. } => exit::SUBSCRIPTION_REJECTED,
             Error::State(_) => exit::STATE,
+            Error::CatchUpIncomplete(_) => exit::CATCH_UP_INCOMPLETE,
             _ => exit::FAILURE,
         }
     }
@@ -192,7 +199,7 @@ impl fmt::Display for Error {
                 }
             }
             Error::Timeout(Phase::Silence) => {
-                f.write_str("connection silent for longer than the silence limit")
+                f.write_str("no frame from the server within --silence-timeout")
             }
             Error::Timeout(phase) => write!(f, "{phase} timed out"),
             Error::Network { phase, source } => write!(f, "{phase} failed: {source}"),
@@ -200,6 +207,9 @@ impl fmt::Display for Error {
             Error::Protocol(message) => f.write_str(message),
             Error::State(error) => error.fmt(f),
             Error::Output(error) => write!(f, "writing events failed: {error}"),
+            Error::CatchUpIncomplete(message) => {
+                write!(f, "{message}; run --catch-up again later")
+            }
         }
     }
 }

@@ -69,10 +69,15 @@ impl fmt::Display for Notice {
                 source,
                 events,
                 requests,
-            } => write!(
-                f,
-                "caught up on {source}: {events} missed events in {requests} requests"
-            ),
+            } => {
+                let plural = |n: &usize| if *n == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "caught up on {source}: {events} missed event{} in {requests} request{}",
+                    plural(events),
+                    plural(requests)
+                )
+            }
         }
     }
 }

@@ -42,8 +42,9 @@ pub struct HookSettings {
 /// dropped events again from the cursor.
 const MAX_WAITING: usize = 64;
 
-/// How often running hooks are checked for completion.
-const HOOK_CHECK: Duration = Duration::from_millis(20);
+/// How often running hooks are checked for completion. Exits are noticed only at these
+/// checks, because the loop has no thread or signal handler to learn of them sooner.
+const HOOK_CHECK: Duration = Duration::from_millis(5);
 
 impl Filter {
     pub fn keeps(&self, event: &Event) -> bool {

@@ -30,11 +30,6 @@ use crate::stream::{Source, Stream};
 /// memory stays bounded when REST is slow.
 const MAX_HELD: usize = 10_000;
 
-/// Most events waiting for the caller. Past it, live events that a catch-up can fetch again
-/// are dropped and their sources catch up from their cursors once the caller has taken the
-/// queue down to half, so memory stays bounded when a slow consumer falls behind.
-const MAX_READY: usize = 2_000;
-
 /// A blocking iterator over the events of a Mastodon account's streams.
 ///
 /// It connects on the first call to `next`, reconnects with backoff after every failure,
@@ -104,6 +99,16 @@ struct Live {
     last_heard: Instant,
     next_ping: Instant,
     healthy: bool,
+}
+
+/// How a catch-up ended.
+enum WalkEnd {
+    /// Every missed item was fetched.
+    Done,
+    /// `--backfill-max` was reached.
+    Capped(String),
+    /// A request failed for good; `status` is the HTTP status, if one caused it.
+    Failed { reason: String, status: Option<u16> },
 }
 
 struct SourceState {
@@ -235,7 +240,7 @@ impl Tail {
 
     /// Serves the connection for `wait` without handing out events, for a caller that cannot
     /// take more right now. Events keep queueing, within the bound described at
-    /// `MAX_READY`. Returns an error that ends the run.
+    /// [`Config::max_queue`]. Returns an error that ends the run.
     pub fn serve(&mut self, wait: Duration) -> Result<(), Error> {
         let wake_by = Instant::now() + wait;
         self.wake_by = Some(wake_by);
@@ -280,7 +285,7 @@ impl Tail {
         }
         loop {
             if let Some(event) = self.ready.pop_front() {
-                if self.ready.len() <= MAX_READY / 2 && !self.resync.is_empty() {
+                if self.ready.len() <= self.config.max_queue / 2 && !self.resync.is_empty() {
                     self.start_resync(Instant::now());
                 }
                 if self.auto_commit {
@@ -520,9 +525,13 @@ impl Tail {
             if self.held.len() > MAX_HELD {
                 let sources: Vec<Source> = self.sources.keys().cloned().collect();
                 for source in sources {
+                    let reason = "too many live events waited for it".to_string();
                     self.finish_walk(
                         &source,
-                        Some("too many live events waited for it".to_string()),
+                        WalkEnd::Failed {
+                            reason,
+                            status: None,
+                        },
                     );
                 }
             }
@@ -534,15 +543,16 @@ impl Tail {
     /// Queues an event unless an identical one was seen. A suppressed copy still moves its
     /// own source's cursor, so that a restart does not fetch it again.
     fn offer(&mut self, event: Event) {
-        if self.ready.len() >= MAX_READY
+        if self.ready.len() >= self.config.max_queue
             && !event.is_backfill()
             && let Some(source) = self.source_of(&event)
             && self.config.backfill
         {
             if self.resync.insert(source.clone()) {
                 (self.notice)(&Notice::Warning(format!(
-                    "the consumer fell {MAX_READY} events behind; live events of {} are \
+                    "the consumer fell {} events behind; live events of {} are \
                      dropped and will be fetched again from the cursor",
+                    self.config.max_queue,
                     source.key()
                 )));
             }
@@ -719,22 +729,26 @@ impl Tail {
                 }
                 if capped {
                     let message = format!(
-                        "catch-up of {} stopped at --backfill-max {backfill_max} events; \
-                         older missed events were printed, newer ones up to the live stream \
-                         were skipped",
-                        source.key()
+                        "stopped at --backfill-max {backfill_max} events after the cursor; \
+                         the newer missed events were skipped"
                     );
-                    self.finish_walk(source, Some(message));
+                    self.finish_walk(source, WalkEnd::Capped(message));
                 } else if done {
-                    self.finish_walk(source, None);
+                    self.finish_walk(source, WalkEnd::Done);
                 }
             }
             PageOutcome::RetryAfter { wait, reason } => {
                 walk.failures += 1;
                 walk.due = now + wait;
-                if walk.failures > backfill::MAX_PAGE_FAILURES {
-                    let message = format!("{reason}; gave up after {} attempts", walk.failures);
-                    self.finish_walk(source, Some(message));
+                if walk.failures >= backfill::MAX_PAGE_FAILURES {
+                    let reason = format!("{reason}; gave up after {} attempts", walk.failures);
+                    self.finish_walk(
+                        source,
+                        WalkEnd::Failed {
+                            reason,
+                            status: None,
+                        },
+                    );
                 } else {
                     (self.notice)(&Notice::Warning(format!(
                         "catch-up of {}: {reason}; retrying in {:.1} s",
@@ -743,12 +757,15 @@ impl Tail {
                     )));
                 }
             }
-            PageOutcome::GiveUp(reason) => self.finish_walk(source, Some(reason)),
+            PageOutcome::GiveUp { reason, status } => {
+                self.finish_walk(source, WalkEnd::Failed { reason, status });
+            }
         }
     }
 
-    /// Ends a walk and releases the live events it held, dropping those it already fetched.
-    fn finish_walk(&mut self, source: &Source, problem: Option<String>) {
+    /// Ends a walk and releases the live events held back, once no other walk runs. In
+    /// catch-up mode a failed walk ends the run, so that a cron job sees the failure.
+    fn finish_walk(&mut self, source: &Source, end: WalkEnd) {
         let Some(walk) = self
             .sources
             .get_mut(source)
@@ -756,17 +773,35 @@ impl Tail {
         else {
             return;
         };
-        match problem {
-            Some(problem) => (self.notice)(&Notice::Warning(format!(
-                "catch-up of {} incomplete: {problem}",
-                source.key()
-            ))),
-            None if walk.fetched > 0 || walk.requests > 1 => (self.notice)(&Notice::BackfillDone {
-                source: source.key(),
-                events: walk.fetched,
-                requests: walk.requests,
-            }),
-            None => debug!("{} has no missed events", source.key()),
+        let key = source.key();
+        match end {
+            WalkEnd::Done if walk.fetched > 0 || walk.requests > 1 => {
+                (self.notice)(&Notice::BackfillDone {
+                    source: key,
+                    events: walk.fetched,
+                    requests: walk.requests,
+                });
+            }
+            WalkEnd::Done => debug!("{key} has no missed events"),
+            WalkEnd::Capped(message) => {
+                (self.notice)(&Notice::Warning(format!("catch-up of {key} {message}")));
+            }
+            WalkEnd::Failed { reason, status } if self.config.catch_up_only => {
+                let error = match status {
+                    Some(status @ (401 | 403)) => Error::Unauthorized {
+                        status,
+                        message: Some(reason),
+                    },
+                    _ => Error::CatchUpIncomplete(format!("catch-up of {key} failed: {reason}")),
+                };
+                self.end_with(error);
+                return;
+            }
+            WalkEnd::Failed { reason, .. } => {
+                (self.notice)(&Notice::Warning(format!(
+                    "catch-up of {key} incomplete: {reason}"
+                )));
+            }
         }
         if !self.walks_running() {
             while let Some(event) = self.held.pop_front() {
