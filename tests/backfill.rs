@@ -410,3 +410,34 @@ fn no_backfill_makes_no_rest_requests() {
         .collect();
     assert!(timeline_requests.is_empty(), "{timeline_requests:?}");
 }
+
+#[test]
+fn failed_catch_up_exits_nonzero() {
+    let dir = temp_dir("catchup-fail");
+    let state = dir.join("state.json");
+    std::fs::write(&state, r#"{"version":1,"cursors":{"home":"1000"}}"#).unwrap();
+    let state_arg = state.to_str().unwrap();
+
+    // A server that keeps failing: exit 6 after the page was tried five times.
+    let server = FakeServer::start();
+    for _ in 0..5 {
+        server.push_rest_fault(
+            HOME,
+            RestFault::Status {
+                status: 503,
+                headers: vec![],
+                body: String::new(),
+            },
+        );
+    }
+    let mut mastotail = start(&server, &["--state", state_arg, "--catch-up"], &["user"]);
+    assert_eq!(mastotail.wait_exit(WAIT), Some(6), "{}", mastotail.stderr());
+    assert!(mastotail.stderr().contains("run --catch-up again later"));
+
+    // A rejected token: exit 3.
+    let server = FakeServer::start();
+    server.set_token("another-token");
+    let mut mastotail = start(&server, &["--state", state_arg, "--catch-up"], &["user"]);
+    assert_eq!(mastotail.wait_exit(WAIT), Some(3), "{}", mastotail.stderr());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -165,3 +165,43 @@ fn help_and_version() {
     assert_eq!(version.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("mastotail "));
 }
+
+#[test]
+fn backoff_initial_above_max_rejected() {
+    let tripwire = Tripwire::new();
+    let output = run(
+        &[
+            "--server",
+            &tripwire.url(),
+            "--backoff-initial",
+            "10",
+            "--backoff-max",
+            "1",
+            "user",
+        ],
+        &[("MASTODON_TOKEN", "t")],
+    );
+    assert_usage_error(&output, "--backoff-max");
+    assert!(!tripwire.was_contacted());
+}
+
+#[test]
+fn non_ascii_token_names_its_source() {
+    let tripwire = Tripwire::new();
+    let output = run(
+        &["--server", &tripwire.url(), "user"],
+        &[("MASTODON_TOKEN", "tök")],
+    );
+    assert_usage_error(&output, "MASTODON_TOKEN");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("tök"));
+    assert!(!tripwire.was_contacted());
+}
+
+#[test]
+fn equals_sign_form_accepted() {
+    let output = run(
+        &["--format=yaml", "--server=127.0.0.1:9", "user"],
+        &[("MASTODON_TOKEN", "t")],
+    );
+    assert_usage_error(&output, "\"yaml\"");
+}

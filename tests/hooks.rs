@@ -362,3 +362,45 @@ fn reply_bot_example_answers_direct_message() {
     assert!(reply.body.contains("%40bob"), "{}", reply.body);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn hooks_far_behind_lose_nothing() {
+    let dir = temp_dir("behind");
+    let hook = script(
+        &dir,
+        "hook.sh",
+        &format!(
+            "cat > /dev/null; [ \"$MASTOTAIL_ID\" = 1001 ] && sleep 1; echo \"$MASTOTAIL_ID\" >> '{}/done'",
+            dir.display()
+        ),
+    );
+    let server = FakeServer::start();
+    server.add_items(HOME, vec![status("1000")]);
+    let mastotail = start(&server, &["--queue-max", "20", "--exec", &hook], &["user"]);
+    server.wait_until("the baseline request", WAIT, |s| {
+        s.requests()
+            .iter()
+            .any(|r| r.path_and_query.starts_with(HOME) && r.status == 200)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    for id in 1001..=1150 {
+        let id = id.to_string();
+        server.add_items(HOME, vec![status(&id)]);
+        server.send(&frame(&["user"], "update", &status(&id)));
+    }
+    let done = wait_lines(&dir.join("done"), 150);
+    let expected: Vec<String> = (1001..=1150).map(|id: u64| id.to_string()).collect();
+    assert_eq!(done, expected);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        wait_lines(&dir.join("done"), 150).len(),
+        150,
+        "a hook ran twice"
+    );
+    assert!(
+        mastotail.stderr().contains("fell 20 events behind"),
+        "{}",
+        mastotail.stderr()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -115,7 +115,7 @@ fn oversized_message_retried() {
 fn silent_server_declared_dead() {
     let mastotail = survives(vec![Step::Silence(Duration::from_secs(3))], &[]);
     assert!(
-        mastotail.stderr().contains("silence limit"),
+        mastotail.stderr().contains("--silence-timeout"),
         "{}",
         mastotail.stderr()
     );
