@@ -481,3 +481,65 @@ fn endurance_through_fifty_faults() {
         "the seed covers too few kinds of fault: {faults:?}"
     );
 }
+
+#[test]
+fn tls_stream_dribbled_byte_by_byte() {
+    let dir = std::env::temp_dir().join(format!("mastotail-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = FakeServer::start();
+    let front = harness::tls::TlsFront::start(server.port(), &dir);
+    let sent = frame(&["user"], "update", &harness::status("77"));
+    server.push_script(vec![
+        Step::Accept,
+        Step::WaitSubscriptions(1),
+        Step::Dribble {
+            frame: sent.clone(),
+            chunk: 1,
+            delay: Duration::from_millis(1),
+        },
+        Step::Eof,
+    ]);
+    let url = server.http_url();
+    let wss = format!("wss://localhost:{}", front.port);
+    let ca_file = front.ca_file.to_str().unwrap().to_string();
+    let mut args = vec![
+        "--server",
+        url.as_str(),
+        "--streaming-url",
+        wss.as_str(),
+        "--ca-file",
+        ca_file.as_str(),
+        "--format",
+        "raw",
+    ];
+    args.extend_from_slice(FAST);
+    args.push("user");
+    let mut mastotail = Mastotail::start(&args);
+    assert_eq!(mastotail.line(WAIT), sent);
+    // The connection ends after the frame; the next one over TLS works too.
+    server.wait_until("a second connection", WAIT, |s| s.connections().len() >= 2);
+    server.send(&delete("78"));
+    assert_eq!(mastotail.line(WAIT), delete("78"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn untrusted_certificate_retried_not_accepted() {
+    let dir = std::env::temp_dir().join(format!("mastotail-tls-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = FakeServer::start();
+    let front = harness::tls::TlsFront::start(server.port(), &dir);
+    let url = server.http_url();
+    let wss = format!("wss://localhost:{}", front.port);
+    let mut args = vec!["--server", url.as_str(), "--streaming-url", wss.as_str()];
+    args.extend_from_slice(FAST);
+    args.push("user");
+    let mastotail = Mastotail::start(&args);
+    mastotail.wait_stderr("TLS failed", WAIT);
+    mastotail.wait_stderr("attempt 2", WAIT);
+    assert!(
+        server.connections().is_empty(),
+        "connected despite an untrusted certificate"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
