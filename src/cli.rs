@@ -30,9 +30,11 @@ SERVER AND TOKEN:
     --ca-file PATH           trust only the PEM certificates in PATH for TLS
     --allow-insecure         allow the token over plain ws:// or http:// to a host
                              that is not loopback
+    --token-in-query         also send the token as ?access_token= in the WebSocket URL,
+                             for servers that ignore the Authorization header (Pleroma)
 
 TIMING (seconds, fractions allowed):
-    --ping-interval SECS     interval between mastotail's pings [default: 15]
+    --ping-interval SECS     interval between mastotail's pings, 0 for none [default: 15]
     --silence-timeout SECS   reconnect after this long without any frame [default: 45]
     --connect-timeout SECS   TCP connect timeout per address [default: 10]
     --handshake-timeout SECS TLS and WebSocket handshake timeout [default: 10]
@@ -130,6 +132,7 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
     let streaming_url = string_option(&mut args, "--streaming-url")?;
     let ca_file = string_option(&mut args, "--ca-file")?.map(PathBuf::from);
     let allow_insecure = args.contains("--allow-insecure");
+    let token_in_query = args.contains("--token-in-query");
     let ping_interval = seconds(&mut args, "--ping-interval")?;
     let silence_timeout = seconds(&mut args, "--silence-timeout")?;
     let connect_timeout = seconds(&mut args, "--connect-timeout")?;
@@ -197,6 +200,10 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
             .into_string()
             .map_err(|arg| format!("argument {arg:?} is not valid UTF-8"))?;
         if arg.starts_with('-') && arg.len() > 1 {
+            let name = arg.split('=').next().unwrap_or(&arg);
+            if HELP.contains(&format!(" {name} ")) {
+                return Err(format!("option {name} is given more than once"));
+            }
             return Err(format!("unknown option {arg:?}; see mastotail --help"));
         }
         let stream: Stream = arg.parse().map_err(|error| format!("{error}"))?;
@@ -227,6 +234,7 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
     }
     config.ca_file = ca_file;
     config.allow_insecure = allow_insecure;
+    config.token_in_query = token_in_query;
     set(&mut config.ping_interval, ping_interval);
     set(&mut config.silence_timeout, silence_timeout);
     set(&mut config.connect_timeout, connect_timeout);

@@ -55,6 +55,10 @@ pub struct Config {
     pub streaming_url: Option<Endpoint>,
     /// Allow the token over plain `ws://` and `http://` to a non-loopback host.
     pub allow_insecure: bool,
+    /// Also send the token as the `access_token` query parameter of the WebSocket URL, for
+    /// servers that ignore the `Authorization` header (Pleroma, Akkoma, Iceshrimp). Query
+    /// strings end up in server logs, so this is off by default.
+    pub token_in_query: bool,
     /// Extra trusted root certificates (PEM), for servers with a private certificate authority.
     pub ca_file: Option<PathBuf>,
     /// Time allowed for each TCP connect attempt, per resolved address. Default 10 s.
@@ -67,7 +71,7 @@ pub struct Config {
     /// Time allowed for a blocked write to the socket before the connection counts as dead.
     /// Default 10 s.
     pub write_timeout: Duration,
-    /// Interval between the pings mastotail sends. Default 15 s.
+    /// Interval between the pings mastotail sends; zero sends none. Default 15 s.
     pub ping_interval: Duration,
     /// Time without any frame from the server after which the connection counts as dead.
     /// With pings every 15 s a healthy server answers well within it. Default 45 s.
@@ -109,6 +113,7 @@ impl Config {
             streams,
             streaming_url: None,
             allow_insecure: false,
+            token_in_query: false,
             ca_file: None,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
@@ -150,9 +155,9 @@ impl Config {
             url.check_token_transport(self.allow_insecure)
                 .map_err(Error::Config)?;
         }
-        if self.ping_interval.is_zero() || self.silence_timeout.is_zero() {
+        if self.silence_timeout.is_zero() {
             return Err(Error::Config(
-                "--ping-interval and --silence-timeout must be greater than zero".to_string(),
+                "--silence-timeout must be greater than zero".to_string(),
             ));
         }
         Ok(())

@@ -148,10 +148,20 @@ fn websocket_handshake(
     stream: MaybeTlsStream<TcpStream>,
     deadline: Instant,
 ) -> Result<Socket, Error> {
-    let uri: Uri = base
-        .join(STREAMING_PATH)
+    let mut target = base.join(STREAMING_PATH);
+    if let Some(first) = config.streams.first() {
+        target.push('?');
+        target.push_str(&first.query());
+    }
+    if config.token_in_query {
+        target.push_str(if config.streams.is_empty() { "?" } else { "&" });
+        target.push_str("access_token=");
+        target.push_str(&crate::stream::percent_encode(config.token.expose()));
+    }
+    // The message names the base only: the target may contain the token.
+    let uri: Uri = target
         .parse()
-        .map_err(|error| Error::Config(format!("invalid streaming URL {base}: {error}")))?;
+        .map_err(|_| Error::Config(format!("invalid streaming URL {base}")))?;
     let request = ClientRequestBuilder::new(uri)
         .with_header("Authorization", format!("Bearer {}", config.token.expose()))
         .with_header("User-Agent", crate::rest::USER_AGENT);
@@ -214,6 +224,20 @@ fn handshake_failure(error: tungstenite::Error) -> Error {
                 quote_body(body)
             });
             match status {
+                300..=399 => {
+                    let location = header("location").map(|location| redact_token(&location));
+                    Error::HandshakeStatus {
+                        status,
+                        message: Some(match location {
+                            Some(location) => format!(
+                                "redirected to {location}; mastotail does not follow \
+                                 redirects with the token, so set --streaming-url if that \
+                                 is the streaming server"
+                            ),
+                            None => "redirected without a Location".to_string(),
+                        }),
+                    }
+                }
                 401 | 403 => Error::Unauthorized { status, message },
                 429 => {
                     let now = std::time::SystemTime::now();
@@ -232,6 +256,21 @@ fn handshake_failure(error: tungstenite::Error) -> Error {
         tungstenite::Error::Tls(error) => Error::Tls(error.to_string()),
         other => Error::Protocol(format!("WebSocket handshake failed: {other}")),
     }
+}
+
+/// Replaces the value of an `access_token` query parameter with `REDACTED`.
+fn redact_token(url: &str) -> String {
+    let Some((head, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|part| match part.split_once('=') {
+            Some(("access_token", _)) => "access_token=REDACTED".to_string(),
+            _ => part.to_string(),
+        })
+        .collect();
+    format!("{head}?{}", parts.join("&"))
 }
 
 /// Returns the start of an error body as one printable line, or `None` when it is empty.
@@ -260,6 +299,15 @@ fn quote_body(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacts_token_in_urls() {
+        assert_eq!(
+            redact_token("wss://h/api/v1/streaming?stream=user&access_token=secret"),
+            "wss://h/api/v1/streaming?stream=user&access_token=REDACTED"
+        );
+        assert_eq!(redact_token("wss://h/x"), "wss://h/x");
+    }
 
     #[test]
     fn quotes_html_body_as_text() {

@@ -81,6 +81,19 @@ impl Stream {
         message.to_string()
     }
 
+    /// Returns the query that names this stream in the WebSocket URL, for example
+    /// `stream=hashtag&tag=rust`, percent-encoded. Servers that ignore some subscribe messages
+    /// (GoToSocial takes hashtags only from the URL) still get the first stream this way.
+    pub fn query(&self) -> String {
+        let mut query = format!("stream={}", percent_encode(self.channel()));
+        match self {
+            Stream::Hashtag { tag, .. } => query.push_str(&format!("&tag={}", percent_encode(tag))),
+            Stream::List { id } => query.push_str(&format!("&list={}", percent_encode(id))),
+            _ => {}
+        }
+        query
+    }
+
     /// Returns true when a frame's `stream` array belongs to this subscription. Mastodon sends
     /// `["hashtag","<tag as subscribed>"]` and `["list","<id>"]`; tags are compared without
     /// regard to case because the server folds them.
@@ -187,14 +200,11 @@ impl FromStr for Stream {
     }
 }
 
-/// Accepts a tag of letters (any script), digits, `_` and the other characters Mastodon keeps
-/// in tags, with at most one leading `#`.
+/// Accepts any tag without white space or control characters, with at most one leading `#`
+/// dropped. The server normalizes tags itself, so the text is sent exactly as given.
 fn parse_tag(tag: &str) -> Option<String> {
     let tag = tag.strip_prefix('#').unwrap_or(tag);
-    let valid = !tag.is_empty()
-        && tag
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '\u{b7}' | '\u{200c}'));
+    let valid = !tag.is_empty() && !tag.chars().any(|c| c.is_whitespace() || c.is_control());
     valid.then(|| tag.to_string())
 }
 
@@ -362,6 +372,18 @@ mod tests {
             stream.subscribe_message(),
             r#"{"stream":"hashtag:local","tag":"日本語","type":"subscribe"}"#
         );
+    }
+
+    #[test]
+    fn query_is_percent_encoded() {
+        let tag: Stream = "hashtag:local:c++".parse().unwrap();
+        assert_eq!(tag.query(), "stream=hashtag%3Alocal&tag=c%2B%2B");
+        let tag: Stream = "hashtag:日本語".parse().unwrap();
+        assert_eq!(
+            tag.query(),
+            "stream=hashtag&tag=%E6%97%A5%E6%9C%AC%E8%AA%9E"
+        );
+        assert_eq!(Stream::User.query(), "stream=user");
     }
 
     #[test]

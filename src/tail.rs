@@ -390,7 +390,21 @@ impl Tail {
         if self.config.backfill {
             self.rest.refresh_name(&self.config.server)?;
         }
-        let mut socket = connection::open(&base, &self.config, &self.tls)?;
+        let mut socket = match connection::open(&base, &self.config, &self.tls) {
+            Ok(socket) => socket,
+            Err(
+                error @ Error::HandshakeStatus {
+                    status: 300..=399, ..
+                },
+            ) => {
+                // A discovered URL may be stale: look it up again before the next attempt.
+                if self.config.streaming_url.is_none() {
+                    self.streaming_url = None;
+                }
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
         for stream in &self.config.streams {
             let message = stream.subscribe_message();
             trace!("sending {message}");
@@ -612,7 +626,7 @@ impl Tail {
             self.backoff.reset();
             self.unauthorized_once = false;
         }
-        if now >= live.next_ping {
+        if now >= live.next_ping && !self.config.ping_interval.is_zero() {
             live.next_ping = now + self.config.ping_interval;
             trace!("sending ping");
             if let Err(error) = live.socket.send(Message::Ping(Vec::new().into())) {
@@ -624,9 +638,10 @@ impl Tail {
     fn time_to_next_deadline(&self, now: Instant) -> Duration {
         let mut deadline = now + self.config.silence_timeout;
         if let Link::Up(live) = &self.link {
-            deadline = deadline
-                .min(live.last_heard + self.config.silence_timeout)
-                .min(live.next_ping);
+            deadline = deadline.min(live.last_heard + self.config.silence_timeout);
+            if !self.config.ping_interval.is_zero() {
+                deadline = deadline.min(live.next_ping);
+            }
             if !live.healthy {
                 deadline = deadline.min(live.connected_at + self.config.silence_timeout);
             }

@@ -205,3 +205,22 @@ fn equals_sign_form_accepted() {
     );
     assert_usage_error(&output, "\"yaml\"");
 }
+
+#[test]
+fn repeated_option_named_in_error() {
+    let tripwire = Tripwire::new();
+    let output = run(
+        &[
+            "--server",
+            &tripwire.url(),
+            "--count",
+            "1",
+            "--count",
+            "2",
+            "user",
+        ],
+        &[("MASTODON_TOKEN", "t")],
+    );
+    assert_usage_error(&output, "--count is given more than once");
+    assert!(!tripwire.was_contacted());
+}

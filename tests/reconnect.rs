@@ -543,3 +543,61 @@ fn untrusted_certificate_retried_not_accepted() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn redirect_not_followed_with_token() {
+    let elsewhere = FakeServer::start();
+    let server = FakeServer::start();
+    let location = format!(
+        "{}/api/v1/streaming?access_token=leaked",
+        elsewhere.ws_url()
+    );
+    server.push_script(vec![Step::Reject {
+        status: 301,
+        headers: vec![("Location".to_string(), location)],
+        body: String::new(),
+    }]);
+    let mut mastotail = start(&server, &[]);
+    server.wait_until("a second connection", WAIT, |s| s.connections().len() >= 2);
+    server.send(&delete("1"));
+    assert_eq!(mastotail.json_lines(1, WAIT)[0]["payload"], "1");
+    let stderr = mastotail.stderr();
+    assert!(stderr.contains("redirected to"), "{stderr}");
+    assert!(stderr.contains("access_token=REDACTED"), "{stderr}");
+    assert!(!stderr.contains("leaked"), "{stderr}");
+    assert!(
+        elsewhere.connections().is_empty(),
+        "the redirect was followed"
+    );
+}
+
+#[test]
+fn without_pings_silence_still_detected() {
+    let server = FakeServer::start();
+    server.push_script(delivers_then(
+        "1",
+        vec![Step::Sleep(Duration::from_secs(3))],
+    ));
+    let url = server.http_url();
+    let ws = server.ws_url();
+    let mut args = vec!["--server", url.as_str(), "--streaming-url", ws.as_str()];
+    let fast_without_pings: Vec<&str> = FAST
+        .chunks(2)
+        .filter(|pair| pair[0] != "--ping-interval")
+        .flatten()
+        .copied()
+        .collect();
+    args.extend(fast_without_pings);
+    args.extend(["--ping-interval", "0", "user"]);
+    let mut mastotail = Mastotail::start(&args);
+    assert_eq!(mastotail.json_lines(1, WAIT)[0]["payload"], "1");
+    server.wait_until("a reconnect after silence", WAIT, |s| {
+        s.connections().len() >= 2
+    });
+    assert_eq!(server.connections()[0].pings_received, 0);
+    assert!(
+        mastotail.stderr().contains("--silence-timeout"),
+        "{}",
+        mastotail.stderr()
+    );
+}

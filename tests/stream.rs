@@ -159,6 +159,10 @@ fn all_streams_share_one_socket() {
     });
     let connections = server.connections();
     assert_eq!(connections.len(), 1);
+    assert_eq!(
+        connections[0].path_and_query,
+        "/api/v1/streaming?stream=user"
+    );
     let subscriptions = &connections[0].subscriptions;
     assert_eq!(
         subscriptions[0],
@@ -501,4 +505,61 @@ fn count_exits_after_n_events() {
     }
     assert_eq!(mastotail.wait_exit(WAIT), Some(0));
     assert_eq!(mastotail.remaining_lines().len(), 2);
+}
+
+#[test]
+fn tags_sent_exactly_and_encoded_in_query() {
+    let server = FakeServer::start();
+    let url = server.http_url();
+    let streams = [
+        "hashtag:c++",
+        "hashtag:a&b",
+        "hashtag:\"quote\"",
+        "hashtag:#fediverse",
+    ];
+    let _mastotail = Mastotail::start(&args(&server, &url, &streams));
+    server.wait_until("four subscriptions", WAIT, |server| {
+        server
+            .connections()
+            .first()
+            .is_some_and(|c| c.subscriptions.len() == 4)
+    });
+    let connection = &server.connections()[0];
+    assert_eq!(
+        connection.path_and_query,
+        "/api/v1/streaming?stream=hashtag&tag=c%2B%2B"
+    );
+    let tags: Vec<&str> = connection
+        .subscriptions
+        .iter()
+        .map(|s| s["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["c++", "a&b", "\"quote\"", "fediverse"]);
+}
+
+#[test]
+fn token_in_query_only_when_asked_and_never_logged() {
+    let server = FakeServer::start();
+    let url = server.http_url();
+    let mut command_args = args(&server, &url, &["user"]);
+    command_args.extend(["--token-in-query", "-vv"]);
+    let mut mastotail = Mastotail::start(&command_args);
+    server.send(&frame(&["user"], "delete", &json!("1")));
+    mastotail.json_lines(1, WAIT);
+    let connection = &server.connections()[0];
+    assert_eq!(
+        connection.path_and_query,
+        format!("/api/v1/streaming?stream=user&access_token={TOKEN}")
+    );
+    for request in server.requests() {
+        if !request.path_and_query.starts_with("/api/v1/streaming") {
+            assert!(!request.path_and_query.contains(TOKEN), "{request:?}");
+        }
+    }
+    mastotail.kill();
+    assert!(
+        !mastotail.stderr().contains(TOKEN),
+        "{}",
+        mastotail.stderr()
+    );
 }
