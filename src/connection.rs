@@ -47,11 +47,12 @@ pub(crate) fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector,
         .map_err(|error| Error::Tls(format!("cannot set up TLS: {error}")))
 }
 
-/// Opens the WebSocket at `base` and completes the handshake.
+/// Opens the WebSocket at `base` and completes the handshake. `tls` is required for a `wss`
+/// base and unused for `ws`.
 pub(crate) fn open(
     base: &Endpoint,
     config: &Config,
-    tls: &native_tls::TlsConnector,
+    tls: Option<&native_tls::TlsConnector>,
 ) -> Result<Socket, Error> {
     base.check_token_transport(config.allow_insecure)
         .map_err(Error::Config)?;
@@ -63,10 +64,11 @@ pub(crate) fn open(
     tcp.set_write_timeout(Some(config.write_timeout))
         .map_err(|source| Error::network(Phase::Connect, source))?;
 
-    let stream = if base.is_secure() {
-        MaybeTlsStream::NativeTls(tls_handshake(tls, &base.host, tcp, deadline)?)
-    } else {
-        MaybeTlsStream::Plain(tcp)
+    let stream = match tls {
+        Some(tls) if base.is_secure() => {
+            MaybeTlsStream::NativeTls(tls_handshake(tls, &base.host, tcp, deadline)?)
+        }
+        _ => MaybeTlsStream::Plain(tcp),
     };
     websocket_handshake(base, config, stream, deadline)
 }

@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{HashSet, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// Compares two ids by length first, then byte by byte.
 ///
@@ -17,12 +18,23 @@ pub fn compare_ids(a: &str, b: &str) -> Ordering {
         .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
+/// Hashes a key with SipHash and fixed keys, so the same key always gives the same value.
+fn fingerprint(key: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Set of the most recent `capacity` dedupe keys, evicting the oldest insert first.
+///
+/// Keys are kept as 64-bit fingerprints, 16 bytes each with both structures, whatever the
+/// key's length. Two different keys share a fingerprint with a probability of about
+/// `capacity / 2^64` per insert, which would drop one event as a duplicate.
 #[derive(Debug, Clone)]
 pub struct SeenSet {
     capacity: usize,
-    order: VecDeque<String>,
-    keys: HashSet<String>,
+    order: VecDeque<u64>,
+    keys: HashSet<u64>,
 }
 
 impl SeenSet {
@@ -43,7 +55,8 @@ impl SeenSet {
     /// seeing it again does not extend its life. Inserting a new key into a full
     /// set evicts the oldest key.
     pub fn insert(&mut self, key: &str) -> bool {
-        if self.keys.contains(key) {
+        let key = fingerprint(key);
+        if self.keys.contains(&key) {
             return false;
         }
         if self.capacity == 0 {
@@ -56,14 +69,14 @@ impl SeenSet {
             }
         }
 
-        self.order.push_back(key.to_owned());
-        self.keys.insert(key.to_owned());
+        self.order.push_back(key);
+        self.keys.insert(key);
         true
     }
 
     /// Returns true when `key` is among the keys currently kept.
     pub fn contains(&self, key: &str) -> bool {
-        self.keys.contains(key)
+        self.keys.contains(&fingerprint(key))
     }
 
     /// Returns the number of keys currently kept, at most the capacity.

@@ -5,9 +5,10 @@
 //! The payload string is decoded once and validated without building a tree, so output costs
 //! little more than a copy.
 
-use std::collections::HashMap;
+use std::fmt;
 use std::io::{self, Write};
 
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// One event from a stream or from a backfill page.
@@ -88,6 +89,11 @@ impl Event {
     /// Returns the `stream` array, such as `["user"]` or `["hashtag","rust"]`.
     pub fn stream(&self) -> Vec<String> {
         serde_json::from_str(&self.stream_json).unwrap_or_default()
+    }
+
+    /// Returns the `stream` array as the JSON text it arrived as.
+    pub(crate) fn stream_json(&self) -> &str {
+        &self.stream_json
     }
 
     /// Returns the payload after its one decoding step.
@@ -192,25 +198,28 @@ pub fn decode_frame(text: &str) -> Frame {
     if text.trim().is_empty() {
         return Frame::Empty;
     }
-    let fields: HashMap<&str, &RawValue> = match serde_json::from_str(text) {
+    let fields = match serde_json::from_str::<Envelope>(text) {
         Ok(fields) => fields,
-        Err(error) => return decode_unusual_frame(text, error),
+        Err(_) => match serde_json::from_str::<RawEnvelope>(text) {
+            Ok(fields) => fields.0,
+            Err(error) => return decode_unusual_frame(text, error),
+        },
     };
-    if let Some(error) = fields.get("error") {
+    if let Some(error) = fields.error {
         let message =
             serde_json::from_str::<String>(error.get()).unwrap_or_else(|_| error.get().to_string());
         let status = fields
-            .get("status")
+            .status
             .and_then(|status| status.get().parse::<u16>().ok());
         return Frame::Error { message, status };
     }
     let Some(name) = fields
-        .get("event")
+        .event
         .and_then(|name| serde_json::from_str::<String>(name.get()).ok())
     else {
         return Frame::Ignored("a frame without an event name".to_string());
     };
-    let stream_json = match fields.get("stream") {
+    let stream_json = match fields.stream {
         Some(stream) if stream.get().starts_with('[') => stream.get().to_string(),
         Some(stream) if stream.get().starts_with('"') => format!("[{}]", stream.get()),
         _ => "[]".to_string(),
@@ -223,34 +232,135 @@ pub fn decode_frame(text: &str) -> Frame {
         frame: Some(text.to_string()),
         meta: Meta::default(),
     };
-    if let Some(payload) = fields.get("payload") {
+    if let Some(payload) = fields.payload {
         decode_payload(&mut event, payload);
     }
     Frame::Event(event)
 }
 
-/// Sets the payload from its raw JSON value: a string is decoded once and, when it holds a
-/// JSON object or array, validated and kept as JSON; anything else stays a string.
-fn decode_payload(event: &mut Event, payload: &RawValue) {
-    let raw = payload.get();
-    match raw.as_bytes().first() {
-        Some(b'"') => {
-            let Ok(text) = serde_json::from_str::<String>(raw) else {
-                return;
-            };
-            let trimmed = text.trim_start();
-            let looks_like_json = trimmed.starts_with('{') || trimmed.starts_with('[');
-            if looks_like_json && serde_json::from_str::<&RawValue>(&text).is_ok() {
-                event.set_json_payload(text);
-            } else {
-                if matches!(event.name.as_str(), "delete" | "announcement.delete") {
-                    event.meta.id = Some(text.clone());
+/// The top-level fields of a frame, borrowed from its text. Other fields are skipped.
+#[derive(Default)]
+struct Envelope<'a> {
+    stream: Option<&'a RawValue>,
+    event: Option<&'a RawValue>,
+    payload: Option<PayloadField<'a>>,
+    error: Option<&'a RawValue>,
+    status: Option<&'a RawValue>,
+}
+
+/// A frame's `payload` as read in the envelope's one pass. Mastodon's payload is a string,
+/// which is decoded right there; any other value keeps its raw text.
+enum PayloadField<'a> {
+    String(String),
+    Raw(&'a RawValue),
+}
+
+impl<'de> de::Deserialize<'de> for PayloadField<'de> {
+    /// Reads a string payload in the same pass as the envelope, so the long payload string
+    /// is scanned once instead of being skipped first and decoded afterwards.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_string(PayloadVisitor)
+    }
+}
+
+struct PayloadVisitor;
+
+impl<'de> Visitor<'de> for PayloadVisitor {
+    type Value = PayloadField<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<PayloadField<'de>, E> {
+        Ok(PayloadField::String(text.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, text: String) -> Result<PayloadField<'de>, E> {
+        Ok(PayloadField::String(text))
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EnvelopeVisitor { raw_payload: false })
+    }
+}
+
+/// An envelope whose payload is kept as raw text whatever its type: the second try for
+/// frames whose payload is not a string.
+struct RawEnvelope<'a>(Envelope<'a>);
+
+impl<'de> de::Deserialize<'de> for RawEnvelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_map(EnvelopeVisitor { raw_payload: true })
+            .map(RawEnvelope)
+    }
+}
+
+struct EnvelopeVisitor {
+    raw_payload: bool,
+}
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    /// Reads keys as borrowed strings, so a key with escapes fails here and the frame
+    /// takes the slower path in `decode_unusual_frame`.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        let mut envelope = Envelope::default();
+        while let Some(key) = map.next_key::<&str>()? {
+            let slot = match key {
+                "stream" => &mut envelope.stream,
+                "event" => &mut envelope.event,
+                "payload" if self.raw_payload => {
+                    envelope.payload = Some(PayloadField::Raw(map.next_value()?));
+                    continue;
                 }
-                event.payload = Payload::Text(text);
-            }
+                "payload" => {
+                    envelope.payload = map.next_value::<Option<PayloadField>>()?;
+                    continue;
+                }
+                "error" => &mut envelope.error,
+                "status" => &mut envelope.status,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value()?);
         }
-        Some(b'n') => {}
-        _ => event.set_json_payload(raw.to_string()),
+        Ok(envelope)
+    }
+}
+
+/// Sets the payload: a string is kept as JSON when it holds a valid JSON object or array,
+/// and as a string otherwise; any other value is kept as it is.
+fn decode_payload(event: &mut Event, payload: PayloadField) {
+    let text = match payload {
+        PayloadField::String(text) => text,
+        PayloadField::Raw(raw) if raw.get() == "null" => return,
+        PayloadField::Raw(raw) => return event.set_json_payload(raw.get().to_string()),
+    };
+    let trimmed = text.trim_start();
+    let meta = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        read_meta(&text)
+    } else {
+        None
+    };
+    if let Some(meta) = meta {
+        event.meta = meta;
+        event.payload = Payload::Json(text);
+    } else {
+        if matches!(event.name.as_str(), "delete" | "announcement.delete") {
+            event.meta.id = Some(text.clone());
+        }
+        event.payload = Payload::Text(text);
     }
 }
 
@@ -274,20 +384,69 @@ fn decode_unusual_frame(text: &str, error: serde_json::Error) -> Frame {
     }
 }
 
-/// Reads the top-level fields that deduplication and cursors need, validating the whole text.
+/// Reads the top-level fields that deduplication and cursors need, validating the whole
+/// text in the same pass. Returns `None` for text that is not valid JSON; a valid array or
+/// scalar gives empty fields.
 fn read_meta(text: &str) -> Option<Meta> {
-    let fields: HashMap<&str, &RawValue> = serde_json::from_str(text).ok()?;
-    let string_field = |name: &str| fields.get(name).and_then(|value| json_id(value));
-    let last_status_id = fields.get("last_status").and_then(|status| {
-        let status: HashMap<&str, &RawValue> = serde_json::from_str(status.get()).ok()?;
-        status.get("id").and_then(|id| json_id(id))
-    });
-    Some(Meta {
-        id: string_field("id"),
-        version: string_field("edited_at").or_else(|| string_field("updated_at")),
-        notification_type: string_field("type"),
-        last_status_id,
-    })
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('{') {
+        return serde_json::from_str::<IgnoredAny>(text)
+            .ok()
+            .map(|_| Meta::default());
+    }
+    match serde_json::from_str::<MetaFields>(text) {
+        Ok(fields) => Some(fields.0),
+        // Keys with escapes cannot be borrowed; such text is rare enough for a tree.
+        Err(_) => {
+            let value: serde_json::Value = serde_json::from_str(text).ok()?;
+            let normalized = value.to_string();
+            serde_json::from_str::<MetaFields>(&normalized)
+                .ok()
+                .map(|fields| fields.0)
+        }
+    }
+}
+
+struct MetaFields(Meta);
+
+impl<'de> de::Deserialize<'de> for MetaFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MetaVisitor)
+    }
+}
+
+struct MetaVisitor;
+
+impl<'de> Visitor<'de> for MetaVisitor {
+    type Value = MetaFields;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MetaFields, A::Error> {
+        let mut meta = Meta::default();
+        let mut updated_at = None;
+        while let Some(key) = map.next_key::<&str>()? {
+            match key {
+                "id" => meta.id = json_id(map.next_value()?),
+                "edited_at" => meta.version = json_id(map.next_value()?),
+                "updated_at" => updated_at = json_id(map.next_value()?),
+                "type" => meta.notification_type = json_id(map.next_value()?),
+                "last_status" => {
+                    let status: Option<MetaFields> = map.next_value()?;
+                    meta.last_status_id = status.and_then(|status| status.0.id);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if meta.version.is_none() {
+            meta.version = updated_at;
+        }
+        Ok(MetaFields(meta))
+    }
 }
 
 /// Returns a JSON string's value, or a number's digits; `None` for null and other values.

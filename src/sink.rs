@@ -67,8 +67,9 @@ pub fn print(
     filter: &Filter,
     count: Option<u64>,
 ) -> Result<(), Error> {
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    // StdoutLock flushes at each newline; a larger buffer flushed when no event is pending
+    // writes a burst of events with one system call and a single event at once.
+    let mut out = io::BufWriter::with_capacity(64 << 10, io::stdout().lock());
     let mut printed = 0u64;
     while let Some(event) = tail.next() {
         let event = event?;

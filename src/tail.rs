@@ -30,6 +30,10 @@ use crate::stream::{Source, Stream};
 /// memory stays bounded when REST is slow.
 const MAX_HELD: usize = 10_000;
 
+/// How much later than its deadline a tick may start, in exchange for fewer `setsockopt`
+/// calls while frames flow.
+const READ_TIMEOUT_SLACK: Duration = Duration::from_millis(10);
+
 /// A blocking iterator over the events of a Mastodon account's streams.
 ///
 /// It connects on the first call to `next`, reconnects with backoff after every failure,
@@ -41,7 +45,9 @@ const MAX_HELD: usize = 10_000;
 pub struct Tail {
     config: Config,
     rest: Rest,
-    tls: native_tls::TlsConnector,
+    /// Built on the first `wss` connection: loading the system's certificates costs tens of
+    /// milliseconds and about 2 MiB, which a plain `ws` run never needs.
+    tls: Option<native_tls::TlsConnector>,
     state: Option<StateFile>,
     notice: Box<dyn FnMut(&Notice)>,
 
@@ -52,6 +58,8 @@ pub struct Tail {
     unauthorized_once: bool,
 
     sources: BTreeMap<Source, SourceState>,
+    /// The `stream` array of each configured stream as Mastodon sends it, by index.
+    stream_arrays: Vec<String>,
     seen: SeenSet,
     ready: VecDeque<Event>,
     /// Live events that arrived while a catch-up was running, in arrival order.
@@ -94,6 +102,8 @@ enum Link {
 
 struct Live {
     socket: Socket,
+    /// The read timeout last set on the socket.
+    read_timeout: Duration,
     url: String,
     connected_at: Instant,
     last_heard: Instant,
@@ -125,7 +135,10 @@ impl Tail {
     pub fn new(config: Config) -> Result<Tail, Error> {
         config.validate()?;
         let rest = Rest::new(&config)?;
-        let tls = connection::tls_connector(&config)?;
+        if let Some(path) = &config.ca_file {
+            // Fail at start, not at the first connection, when the file is unusable.
+            crate::rest::read_pem_certificates(path)?;
+        }
         let state = match &config.state_file {
             Some(path) => Some(StateFile::open(path)?),
             None => None,
@@ -158,10 +171,11 @@ impl Tail {
         };
         let mut tail = Tail {
             seen: SeenSet::new(config.dedupe_capacity),
+            stream_arrays: config.streams.iter().map(stream_array).collect(),
             streaming_url: config.streaming_url.clone(),
             config,
             rest,
-            tls,
+            tls: None,
             state,
             notice: Box::new(|notice| debug!("{notice}")),
             link,
@@ -390,7 +404,12 @@ impl Tail {
         if self.config.backfill {
             self.rest.refresh_name(&self.config.server)?;
         }
-        let mut socket = match connection::open(&base, &self.config, &self.tls) {
+        let tls = match (&self.tls, base.is_secure()) {
+            (_, false) => None,
+            (Some(tls), true) => Some(tls),
+            (None, true) => Some(&*self.tls.insert(connection::tls_connector(&self.config)?)),
+        };
+        let mut socket = match connection::open(&base, &self.config, tls) {
             Ok(socket) => socket,
             Err(
                 error @ Error::HandshakeStatus {
@@ -418,6 +437,7 @@ impl Tail {
         let now = Instant::now();
         Ok(Live {
             socket,
+            read_timeout: Duration::ZERO,
             url: base.to_string(),
             connected_at: now,
             last_heard: now,
@@ -432,9 +452,17 @@ impl Tail {
         let Link::Up(live) = &mut self.link else {
             return;
         };
-        if let Err(error) = connection::set_read_timeout(&live.socket, timeout) {
-            self.fail(Error::network(Phase::Read, error), true);
-            return;
+        // A read may end early, which only costs a tick, but must not end late. So the
+        // timeout is set again only when it is too long by more than the slack, or far too
+        // short, which saves a system call per frame while frames flow.
+        let too_long = live.read_timeout > timeout + READ_TIMEOUT_SLACK;
+        let too_short = live.read_timeout < timeout / 2;
+        if too_long || too_short {
+            if let Err(error) = connection::set_read_timeout(&live.socket, timeout) {
+                self.fail(Error::network(Phase::Read, error), true);
+                return;
+            }
+            live.read_timeout = timeout;
         }
         match live.socket.read() {
             Ok(message) => {
@@ -585,12 +613,23 @@ impl Tail {
     }
 
     fn source_of(&self, event: &Event) -> Option<Source> {
-        let names = event.stream();
-        self.config
-            .streams
+        // Mastodon sends the stream array exactly as built from the subscription, so a text
+        // comparison finds the stream without parsing the array.
+        let stream = match self
+            .stream_arrays
             .iter()
-            .find(|stream| stream.matches(&names))
-            .and_then(|stream| stream.source_of(event.name()))
+            .position(|array| array == event.stream_json())
+        {
+            Some(index) => &self.config.streams[index],
+            None => {
+                let names = event.stream();
+                self.config
+                    .streams
+                    .iter()
+                    .find(|stream| stream.matches(&names))?
+            }
+        };
+        stream.source_of(event.name())
     }
 
     fn advance_cursor(&mut self, event: &Event) {
