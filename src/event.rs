@@ -10,6 +10,7 @@ use std::io::{self, Write};
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use tungstenite::Utf8Bytes;
 
 /// One event from a stream or from a backfill page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +20,9 @@ pub struct Event {
     name: String,
     payload: Payload,
     backfill: bool,
-    /// The frame exactly as received; `None` for events built from a REST page.
-    frame: Option<String>,
+    /// The frame exactly as received, shared with the socket's buffer rather than copied;
+    /// `None` for events built from a REST page.
+    frame: Option<Utf8Bytes>,
     meta: Meta,
 }
 
@@ -118,7 +120,7 @@ impl Event {
 
     /// Returns the frame exactly as the server sent it; `None` for backfilled events.
     pub fn frame(&self) -> Option<&str> {
-        self.frame.as_deref()
+        self.frame.as_ref().map(Utf8Bytes::as_str)
     }
 
     /// Returns the id of the status, notification or conversation, or the id a `delete` or
@@ -181,7 +183,7 @@ impl Event {
 
     /// Returns the event as one JSON line, newline included.
     pub fn to_json_line(&self) -> String {
-        let mut line = Vec::with_capacity(self.frame.as_ref().map_or(256, |f| f.len() + 64));
+        let mut line = Vec::with_capacity(self.frame().map_or(256, |f| f.len() + 64));
         self.write_json_line(&mut line)
             .expect("writing to a Vec does not fail");
         String::from_utf8(line).expect("JSON output is UTF-8")
@@ -195,6 +197,12 @@ impl Event {
 
 /// Decodes one text frame. Never fails: what is not an event comes back as another variant.
 pub fn decode_frame(text: &str) -> Frame {
+    decode_message(Utf8Bytes::from(text.to_string()))
+}
+
+/// Decodes a text message as received from tungstenite, keeping it without a copy.
+pub(crate) fn decode_message(message: Utf8Bytes) -> Frame {
+    let text = message.as_str();
     if text.trim().is_empty() {
         return Frame::Empty;
     }
@@ -229,12 +237,13 @@ pub fn decode_frame(text: &str) -> Frame {
         name,
         payload: Payload::None,
         backfill: false,
-        frame: Some(text.to_string()),
+        frame: None,
         meta: Meta::default(),
     };
     if let Some(payload) = fields.payload {
         decode_payload(&mut event, payload);
     }
+    event.frame = Some(message.clone());
     Frame::Event(event)
 }
 
@@ -373,7 +382,7 @@ fn decode_unusual_frame(text: &str, error: serde_json::Error) -> Frame {
             let normalized = serde_json::Value::Object(map).to_string();
             match decode_frame(&normalized) {
                 Frame::Event(mut event) => {
-                    event.frame = Some(text.to_string());
+                    event.frame = Some(Utf8Bytes::from(text.to_string()));
                     Frame::Event(event)
                 }
                 other => other,

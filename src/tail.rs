@@ -20,7 +20,7 @@ use crate::dedupe::{SeenSet, compare_ids};
 use crate::discovery;
 use crate::endpoint::Endpoint;
 use crate::error::{Disposition, Error, Phase};
-use crate::event::{Event, Frame, decode_frame};
+use crate::event::{Event, Frame, decode_message};
 use crate::notice::Notice;
 use crate::rest::Rest;
 use crate::state::StateFile;
@@ -480,7 +480,7 @@ impl Tail {
 
     fn handle_message(&mut self, message: Message) {
         match message {
-            Message::Text(text) => self.handle_frame(text.as_str()),
+            Message::Text(text) => self.handle_frame(text),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             Message::Binary(data) => debug!("ignoring a binary frame of {} bytes", data.len()),
             Message::Close(frame) => {
@@ -500,8 +500,8 @@ impl Tail {
         }
     }
 
-    fn handle_frame(&mut self, text: &str) {
-        match decode_frame(text) {
+    fn handle_frame(&mut self, text: tungstenite::Utf8Bytes) {
+        match decode_message(text) {
             Frame::Event(event) => self.accept_live(event),
             Frame::Error { message, status } => self.handle_error_frame(message, status),
             Frame::Empty => trace!("empty frame"),
