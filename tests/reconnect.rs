@@ -601,3 +601,87 @@ fn without_pings_silence_still_detected() {
         mastotail.stderr()
     );
 }
+
+/// Builds a script from a recorded timeline, with time scaled down a hundredfold.
+fn timeline_script(file: &str) -> (Vec<Step>, usize, bool) {
+    let path = format!("{}/tests/captures/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut script = vec![Step::Accept, Step::WaitSubscriptions(1)];
+    let mut elapsed = 0u64;
+    let mut texts = 0;
+    let mut ends = false;
+    for line in text.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        let at = entry["t_ms"].as_u64().unwrap() / 100;
+        if at > elapsed {
+            script.push(Step::Sleep(Duration::from_millis(at - elapsed)));
+            elapsed = at;
+        }
+        match entry["kind"].as_str().unwrap() {
+            "ping" => script.push(Step::Ping(Vec::new())),
+            "text" => {
+                texts += 1;
+                script.push(Step::Text(delete(&format!("t{texts}"))));
+            }
+            "close" => {
+                let code = entry["code"].as_u64().map(|code| code as u16);
+                script.push(Step::Close(code));
+                ends = true;
+            }
+            "eof" if !ends => {
+                script.push(Step::Eof);
+                ends = true;
+            }
+            _ => {}
+        }
+    }
+    if !ends {
+        script.push(Step::Live);
+    }
+    (script, texts, ends)
+}
+
+#[test]
+fn recorded_timelines_replayed() {
+    for file in [
+        "timeline-idle.jsonl",
+        "timeline-kill-token.jsonl",
+        "timeline-kill-system.jsonl",
+        "timeline-restart.jsonl",
+        "timeline-restart-kill.jsonl",
+        "timeline-no-pong.jsonl",
+        "timeline-no-pong-never.jsonl",
+        "timeline-binary-frame.jsonl",
+    ] {
+        let (script, texts, ends) = timeline_script(file);
+        let server = FakeServer::start();
+        server.push_script(script);
+        let mut mastotail = start(&server, &[]);
+        for index in 1..=texts {
+            let line = mastotail.json_lines(1, WAIT).remove(0);
+            assert_eq!(line["payload"], format!("t{index}"), "{file}");
+        }
+        if ends {
+            server.wait_until("a reconnect", WAIT, |s| s.connections().len() >= 2);
+            server.send(&delete("after"));
+            assert_eq!(
+                mastotail.json_lines(1, WAIT)[0]["payload"],
+                "after",
+                "{file}"
+            );
+        } else {
+            // The recording has three server pings; all are answered on one connection.
+            server.wait_until("three pongs", WAIT, |s| {
+                s.connections()
+                    .first()
+                    .is_some_and(|c| c.pongs_received >= 3)
+            });
+            assert_eq!(
+                server.connections().len(),
+                1,
+                "{file}: {}",
+                mastotail.stderr()
+            );
+        }
+    }
+}

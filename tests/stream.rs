@@ -397,13 +397,69 @@ fn wrong_token_exits_3() {
 
 #[test]
 fn recorded_101_replies_accepted() {
-    // The recorded 101 replies carry a fixed accept key; the fake server computes the right
-    // one, so these check only that mastotail ignores the extra X-Request-Id header.
+    for file in ["handshake-101-bearer.http", "handshake-101-query.http"] {
+        let server = FakeServer::start();
+        server.push_script(vec![
+            Step::AcceptRecorded(capture(file)),
+            Step::WaitSubscriptions(1),
+            Step::Text(frame(&["user"], "delete", &json!("1"))),
+            Step::Live,
+        ]);
+        let url = server.http_url();
+        let mut mastotail = Mastotail::start(&args(&server, &url, &["user"]));
+        assert_eq!(
+            mastotail.json_lines(1, WAIT)[0]["payload"],
+            json!("1"),
+            "{file}"
+        );
+        assert_eq!(server.connections().len(), 1, "{file}");
+    }
+}
+
+#[test]
+fn recorded_unrequested_subprotocol_retried() {
+    // The server echoes a subprotocol only when one was offered; mastotail offers none, so
+    // a reply that names one is a broken handshake.
     let server = FakeServer::start();
+    server.push_script(vec![Step::AcceptRecorded(capture(
+        "handshake-101-protocol.http",
+    ))]);
     let url = server.http_url();
     let mut mastotail = Mastotail::start(&args(&server, &url, &["user"]));
-    server.send(&frame(&["user"], "delete", &json!("1")));
-    assert_eq!(mastotail.json_lines(1, WAIT)[0]["payload"], json!("1"));
+    server.wait_until("a second connection", WAIT, |s| s.connections().len() >= 2);
+    server.send(&frame(&["user"], "delete", &json!("2")));
+    assert_eq!(mastotail.json_lines(1, WAIT)[0]["payload"], json!("2"));
+    assert!(
+        mastotail.stderr().contains("handshake"),
+        "{}",
+        mastotail.stderr()
+    );
+    assert!(!mastotail.stderr().contains(TOKEN));
+}
+
+#[test]
+fn recorded_500_and_400_replies_retried() {
+    for (file, expected) in [
+        ("handshake-500.http", "An unexpected error occurred"),
+        (
+            "handshake-400-bad-version.http",
+            "Missing or invalid Sec-WebSocket-Version header",
+        ),
+    ] {
+        let server = FakeServer::start();
+        server.push_script(vec![recorded_reply(file)]);
+        let url = server.http_url();
+        let mut mastotail = Mastotail::start(&args(&server, &url, &["user"]));
+        server.wait_until("a second connection", WAIT, |s| s.connections().len() >= 2);
+        server.send(&frame(&["user"], "delete", &json!("3")));
+        assert_eq!(
+            mastotail.json_lines(1, WAIT)[0]["payload"],
+            json!("3"),
+            "{file}"
+        );
+        let stderr = mastotail.stderr();
+        assert!(stderr.contains(expected), "{file}: {stderr}");
+    }
 }
 
 #[test]

@@ -93,6 +93,9 @@ pub enum Step {
     Hang,
     /// Responds 101 when the token matches, else 401 with `X-Error-Message` as Mastodon does.
     Accept,
+    /// Like `Accept`, but responds with this recorded 101 reply, byte for byte except for the
+    /// `Sec-WebSocket-Accept` value, which is computed for the request's key.
+    AcceptRecorded(String),
     /// Waits (at most 5 s) until the client has sent this many `"type":"subscribe"` messages
     /// on this connection, answering pings meanwhile.
     WaitSubscriptions(usize),

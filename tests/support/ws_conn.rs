@@ -116,7 +116,7 @@ impl Connection<'_> {
                 | Step::Close(_)
                 | Step::Live
         );
-        if needs_websocket && !self.accepted && self.accept() == Flow::End {
+        if needs_websocket && !self.accepted && self.accept(None) == Flow::End {
             return Flow::End;
         }
 
@@ -127,7 +127,8 @@ impl Connection<'_> {
                 body,
             } => self.reject(status, headers, body),
             Step::Hang => self.hang(),
-            Step::Accept => self.accept(),
+            Step::Accept => self.accept(None),
+            Step::AcceptRecorded(reply) => self.accept(Some(reply)),
             Step::WaitSubscriptions(count) => self.wait_subscriptions(count),
             Step::Text(text) => self.write(&ws::encode_frame(ws::OPCODE_TEXT, text.as_bytes())),
             Step::Raw(bytes) => {
@@ -213,8 +214,10 @@ impl Connection<'_> {
     }
 
     /// Answers the handshake: 401 for a missing or wrong token, 400 for a bad WebSocket
-    /// request, else 101. The token is checked first, as Mastodon does.
-    fn accept(&mut self) -> Flow {
+    /// request, else 101. The token is checked first, as Mastodon does. A `recorded` 101
+    /// reply is sent byte for byte except for its `Sec-WebSocket-Accept` value, which must
+    /// match this request's key.
+    fn accept(&mut self, recorded: Option<String>) -> Flow {
         if self.accepted {
             return Flow::Continue;
         }
@@ -254,16 +257,29 @@ impl Connection<'_> {
         if !self.consume_head() {
             return Flow::End;
         }
-        let mut head = String::from("HTTP/1.1 101 Switching Protocols\r\n");
-        head.push_str("Upgrade: websocket\r\nConnection: Upgrade\r\n");
-        head.push_str(&format!(
-            "Sec-WebSocket-Accept: {}\r\n",
-            derive_accept_key(key.as_bytes())
-        ));
-        if let Some(protocol) = echoed_protocol {
-            head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
-        }
-        head.push_str(&format!("X-Request-Id: {request_id}\r\n\r\n"));
+        let accept_key = derive_accept_key(key.as_bytes());
+        let head = match recorded {
+            Some(reply) => reply
+                .split("\r\n")
+                .map(|line| match line.split_once(": ") {
+                    Some((name, _)) if name.eq_ignore_ascii_case("sec-websocket-accept") => {
+                        format!("{name}: {accept_key}")
+                    }
+                    _ => line.to_string(),
+                })
+                .collect::<Vec<String>>()
+                .join("\r\n"),
+            None => {
+                let mut head = String::from("HTTP/1.1 101 Switching Protocols\r\n");
+                head.push_str("Upgrade: websocket\r\nConnection: Upgrade\r\n");
+                head.push_str(&format!("Sec-WebSocket-Accept: {accept_key}\r\n"));
+                if let Some(protocol) = echoed_protocol {
+                    head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+                }
+                head.push_str(&format!("X-Request-Id: {request_id}\r\n\r\n"));
+                head
+            }
+        };
         if self.write(head.as_bytes()) == Flow::End {
             return Flow::End;
         }
