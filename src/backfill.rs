@@ -32,6 +32,8 @@ pub(crate) struct Walk {
     pub requests: usize,
     pub due: Instant,
     pub failures: u32,
+    /// The walk checks, on a timer, whether the open stream missed anything.
+    pub reconcile: bool,
 }
 
 /// What one page request produced.
@@ -59,6 +61,7 @@ impl Walk {
             requests: 0,
             due: now,
             failures: 0,
+            reconcile: false,
         }
     }
 }

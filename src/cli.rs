@@ -48,6 +48,8 @@ CATCH-UP AND STATE:
     --state FILE             keep cursors in FILE and catch up from them at start
     --backfill-max N         most events one catch-up of one source prints [default: 800]
     --no-backfill            do not fill gaps over REST
+    --reconcile SECS         also catch up over REST every SECS while connected, to find
+                             events the stream did not deliver [default: off]
     --catch-up               print what was missed since the state file's cursors, then exit
 
 OUTPUT:
@@ -146,6 +148,7 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
     let state_file = string_option(&mut args, "--state")?.map(PathBuf::from);
     let backfill_max = number(&mut args, "--backfill-max")?;
     let no_backfill = args.contains("--no-backfill");
+    let reconcile = seconds(&mut args, "--reconcile")?;
     let catch_up = args.contains("--catch-up");
     let count = number(&mut args, "--count")?;
     let format = match string_option(&mut args, "--format")?.as_deref() {
@@ -254,6 +257,15 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
         backfill_max.map(|n: u64| n as usize),
     );
     config.backfill = !no_backfill;
+    if let Some(interval) = reconcile {
+        if interval.is_zero() {
+            return Err("invalid --reconcile 0: give seconds, for example 900".to_string());
+        }
+        if no_backfill {
+            return Err("--reconcile and --no-backfill exclude each other".to_string());
+        }
+        config.reconcile_interval = Some(interval);
+    }
     if config.backoff_initial > config.backoff_max {
         return Err(format!(
             "--backoff-initial {:.3} is larger than --backoff-max {:.3}",

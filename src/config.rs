@@ -100,6 +100,9 @@ pub struct Config {
     /// fetch again are dropped, and their sources catch up from their cursors once the
     /// consumer has taken the queue down to half, so memory stays bounded. Default 2,000.
     pub max_queue: usize,
+    /// Interval of catch-ups over REST while the stream is open, which find events a server
+    /// that stopped routing them never sent. `None` runs catch-ups only after reconnects.
+    pub reconcile_interval: Option<Duration>,
     /// Stop after the catch-up from the state file instead of following the stream.
     pub catch_up_only: bool,
 }
@@ -131,6 +134,7 @@ impl Config {
             backfill_max: 800,
             dedupe_capacity: 10_000,
             max_queue: 2_000,
+            reconcile_interval: None,
             catch_up_only: false,
         }
     }

@@ -108,6 +108,8 @@ struct Live {
     connected_at: Instant,
     last_heard: Instant,
     next_ping: Instant,
+    /// When the next periodic catch-up starts, with `--reconcile`.
+    next_reconcile: Option<Instant>,
     healthy: bool,
 }
 
@@ -437,11 +439,16 @@ impl Tail {
         let now = Instant::now();
         Ok(Live {
             socket,
-            read_timeout: Duration::ZERO,
+            // The handshake left its own timeout on the socket, so the first tick sets one.
+            read_timeout: Duration::MAX,
             url: base.to_string(),
             connected_at: now,
             last_heard: now,
             next_ping: now + self.config.ping_interval,
+            next_reconcile: self
+                .config
+                .reconcile_interval
+                .map(|interval| now + interval),
             healthy: false,
         })
     }
@@ -455,6 +462,7 @@ impl Tail {
         // A read may end early, which only costs a tick, but must not end late. So the
         // timeout is set again only when it is too long by more than the slack, or far too
         // short, which saves a system call per frame while frames flow.
+        let timeout = timeout.max(Duration::from_millis(1));
         let too_long = live.read_timeout > timeout + READ_TIMEOUT_SLACK;
         let too_short = live.read_timeout < timeout / 2;
         if too_long || too_short {
@@ -660,6 +668,13 @@ impl Tail {
             self.fail(Error::Timeout(Phase::Silence), true);
             return;
         }
+        if let (Some(due), Some(interval)) = (live.next_reconcile, self.config.reconcile_interval)
+            && now >= due
+        {
+            live.next_reconcile = Some(now + interval);
+            self.start_reconcile(now);
+            return;
+        }
         if !live.healthy && now >= live.connected_at + self.config.silence_timeout {
             live.healthy = true;
             self.backoff.reset();
@@ -680,6 +695,9 @@ impl Tail {
             deadline = deadline.min(live.last_heard + self.config.silence_timeout);
             if !self.config.ping_interval.is_zero() {
                 deadline = deadline.min(live.next_ping);
+            }
+            if let Some(due) = live.next_reconcile {
+                deadline = deadline.min(due);
             }
             if !live.healthy {
                 deadline = deadline.min(live.connected_at + self.config.silence_timeout);
@@ -702,6 +720,23 @@ impl Tail {
         for state in self.sources.values_mut() {
             if state.walk.is_none() {
                 state.walk = Some(Walk::new(state.cursor.clone(), now));
+            }
+        }
+    }
+
+    /// Starts a catch-up from the cursor of every source that has one, while the stream is
+    /// open, to find events the stream did not deliver.
+    fn start_reconcile(&mut self, now: Instant) {
+        if !self.config.backfill {
+            return;
+        }
+        for state in self.sources.values_mut() {
+            if state.walk.is_none()
+                && let Some(cursor) = &state.cursor
+            {
+                let mut walk = Walk::new(Some(cursor.clone()), now);
+                walk.reconcile = true;
+                state.walk = Some(walk);
             }
         }
     }
@@ -829,6 +864,13 @@ impl Tail {
         };
         let key = source.key();
         match end {
+            WalkEnd::Done if walk.reconcile && walk.fetched > 0 => {
+                (self.notice)(&Notice::Warning(format!(
+                    "the stream missed {} events of {key} that REST had; the server may have \
+                     stopped routing events to this connection",
+                    walk.fetched
+                )));
+            }
             WalkEnd::Done if walk.fetched > 0 || walk.requests > 1 => {
                 (self.notice)(&Notice::BackfillDone {
                     source: key,

@@ -441,3 +441,23 @@ fn failed_catch_up_exits_nonzero() {
     assert_eq!(mastotail.wait_exit(WAIT), Some(3), "{}", mastotail.stderr());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn reconcile_finds_events_the_stream_missed() {
+    let server = FakeServer::start();
+    server.add_items(HOME, statuses(1000..=1000));
+    let mut mastotail = start(&server, &["--reconcile", "0.3"], &["user"]);
+    wait_for_baseline(&server, &[HOME]);
+    // The socket stays healthy but carries no events, as when a server stops routing them.
+    server.add_items(HOME, statuses(1001..=1005));
+    let lines = mastotail.json_lines(5, WAIT);
+    let expected: Vec<String> = (1001..=1005).map(|id: u64| id.to_string()).collect();
+    assert_eq!(ids(&lines), expected);
+    assert!(lines.iter().all(|line| line["backfill"] == json!(true)));
+    mastotail.wait_stderr("the stream missed 5 events", WAIT);
+    assert_eq!(server.connections().len(), 1);
+    assert!(
+        mastotail.no_line_within(Duration::from_millis(700)),
+        "printed twice"
+    );
+}
