@@ -404,3 +404,67 @@ fn hooks_far_behind_lose_nothing() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn catch_up_runs_hooks_then_exits() {
+    let dir = temp_dir("catchup");
+    let state = dir.join("state.json");
+    std::fs::write(&state, r#"{"version":1,"cursors":{"home":"1000"}}"#).unwrap();
+    let state_arg = state.to_str().unwrap().to_string();
+    let hook = script(
+        &dir,
+        "hook.sh",
+        &format!(
+            "cat > /dev/null; echo \"$MASTOTAIL_ID $MASTOTAIL_BACKFILL\" >> '{}/done'",
+            dir.display()
+        ),
+    );
+    let server = FakeServer::start();
+    server.add_items(
+        HOME,
+        (999..=1003).map(|id| status(&id.to_string())).collect(),
+    );
+    let mut mastotail = start(
+        &server,
+        &["--state", &state_arg, "--catch-up", "--exec", &hook],
+        &["user"],
+    );
+    assert_eq!(mastotail.wait_exit(WAIT), Some(0), "{}", mastotail.stderr());
+    let done = std::fs::read_to_string(dir.join("done")).unwrap();
+    assert_eq!(done, "1001 1\n1002 1\n1003 1\n");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["cursors"]["home"], "1003");
+    assert!(server.connections().is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn unknown_notification_types_pass_and_filter() {
+    let server = FakeServer::start();
+    let mut mastotail = start(
+        &server,
+        &["--no-backfill", "--notification-type", "mention"],
+        &["user"],
+    );
+    let mut severed = notification("500001");
+    severed["type"] = json!("severed_relationships");
+    severed["relationship_severance_event"] = json!({"id": "1", "type": "domain_block"});
+    severed["status"] = Value::Null;
+    let mut future = notification("500003");
+    future["type"] = json!("some_future_type");
+    future["nested"] = json!({"deep": [1, {"x": null}]});
+    server.send(&frame(&["user"], "notification", &severed));
+    server.send(&frame(&["user"], "notification", &future));
+    server.send(&frame(&["user"], "notification", &notification("500004")));
+    let lines = mastotail.json_lines(1, WAIT);
+    assert_eq!(lines[0]["payload"]["id"], "500004");
+    assert!(mastotail.no_line_within(Duration::from_millis(200)));
+
+    let server = FakeServer::start();
+    let mut mastotail = start(&server, &["--no-backfill"], &["user"]);
+    server.send(&frame(&["user"], "notification", &severed));
+    server.send(&frame(&["user"], "notification", &future));
+    let lines = mastotail.json_lines(2, WAIT);
+    assert_eq!(lines[0]["payload"], severed);
+    assert_eq!(lines[1]["payload"], future);
+}

@@ -685,3 +685,32 @@ fn recorded_timelines_replayed() {
         }
     }
 }
+
+#[test]
+fn large_messages_kept_and_oversized_refused() {
+    let server = FakeServer::start();
+    let mut big = harness::status("70");
+    big["content"] = json!(format!("<p>{}</p>", "lorem ipsum ".repeat(6_000)));
+    let mut huge = harness::status("1000");
+    huge["content"] = json!(format!("<p>{}</p>", "lorem ipsum ".repeat(90_000)));
+    let mut oversized = harness::status("20000");
+    oversized["content"] = json!("x".repeat(20 << 20));
+    server.push_script(vec![
+        Step::Accept,
+        Step::WaitSubscriptions(1),
+        Step::Text(frame(&["user"], "update", &big)),
+        Step::Text(frame(&["user"], "update", &huge)),
+        Step::Text(frame(&["user"], "update", &oversized)),
+        Step::Live,
+    ]);
+    let mut mastotail = start(&server, &["--no-backfill"]);
+    let lines = mastotail.json_lines(2, WAIT);
+    assert_eq!(lines[0]["payload"], big);
+    assert_eq!(lines[1]["payload"], huge);
+    server.wait_until("a reconnect", WAIT, |s| s.connections().len() >= 2);
+    server.send(&delete("after"));
+    assert_eq!(mastotail.json_lines(1, WAIT)[0]["payload"], "after");
+    let stderr = mastotail.stderr();
+    assert!(stderr.contains("size limit"), "{stderr}");
+    assert!(stderr.contains("16777216"), "{stderr}");
+}
