@@ -190,6 +190,9 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
     if exec_jobs == Some(0) {
         return Err("invalid --exec-jobs 0: give a positive number".to_string());
     }
+    // Raw output prints frames as received, so their payloads need no full decoding, unless
+    // a hook gets the decoded JSON line.
+    let check_payloads = format != Format::Raw || hook_command.is_some();
     let hook = hook_command.map(|command| HookSettings {
         command,
         jobs: exec_jobs.unwrap_or(1) as usize,
@@ -238,6 +241,7 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
     config.ca_file = ca_file;
     config.allow_insecure = allow_insecure;
     config.token_in_query = token_in_query;
+    config.check_payloads = check_payloads;
     set(&mut config.ping_interval, ping_interval);
     set(&mut config.silence_timeout, silence_timeout);
     set(&mut config.connect_timeout, connect_timeout);

@@ -103,6 +103,11 @@ pub struct Config {
     /// Interval of catch-ups over REST while the stream is open, which find events a server
     /// that stopped routing them never sent. `None` runs catch-ups only after reconnects.
     pub reconcile_interval: Option<Duration>,
+    /// Decode and validate every payload. A program that only prints the frames as received
+    /// may turn this off: `update` and `notification` payloads are then read only as far as
+    /// their `id` and `type`, which saved about a quarter of the CPU time per event in the
+    /// firehose benchmark. Default on.
+    pub check_payloads: bool,
     /// Stop after the catch-up from the state file instead of following the stream.
     pub catch_up_only: bool,
 }
@@ -135,6 +140,7 @@ impl Config {
             dedupe_capacity: 10_000,
             max_queue: 2_000,
             reconcile_interval: None,
+            check_payloads: true,
             catch_up_only: false,
         }
     }

@@ -197,11 +197,15 @@ impl Event {
 
 /// Decodes one text frame. Never fails: what is not an event comes back as another variant.
 pub fn decode_frame(text: &str) -> Frame {
-    decode_message(Utf8Bytes::from(text.to_string()))
+    decode_message(Utf8Bytes::from(text.to_string()), true)
 }
 
 /// Decodes a text message as received from tungstenite, keeping it without a copy.
-pub(crate) fn decode_message(message: Utf8Bytes) -> Frame {
+///
+/// With `check_payload` off, the payload of `update` and `notification` events is read only
+/// as far as its `id` (and `type`), which Mastodon sends first, and is not validated. Only a
+/// caller that never prints the decoded payload, such as the raw output format, turns it off.
+pub(crate) fn decode_message(message: Utf8Bytes, check_payload: bool) -> Frame {
     let text = message.as_str();
     if text.trim().is_empty() {
         return Frame::Empty;
@@ -241,7 +245,7 @@ pub(crate) fn decode_message(message: Utf8Bytes) -> Frame {
         meta: Meta::default(),
     };
     if let Some(payload) = fields.payload {
-        decode_payload(&mut event, payload);
+        decode_payload(&mut event, payload, check_payload);
     }
     event.frame = Some(message.clone());
     Frame::Event(event)
@@ -350,17 +354,24 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
 
 /// Sets the payload: a string is kept as JSON when it holds a valid JSON object or array,
 /// and as a string otherwise; any other value is kept as it is.
-fn decode_payload(event: &mut Event, payload: PayloadField) {
+fn decode_payload(event: &mut Event, payload: PayloadField, check: bool) {
     let text = match payload {
         PayloadField::String(text) => text,
         PayloadField::Raw(raw) if raw.get() == "null" => return,
         PayloadField::Raw(raw) => return event.set_json_payload(raw.get().to_string()),
     };
     let trimmed = text.trim_start();
-    let meta = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        read_meta(&text)
-    } else {
-        None
+    let needs_type = match event.name.as_str() {
+        "update" => Some(false),
+        "notification" => Some(true),
+        _ => None,
+    };
+    let meta = match needs_type {
+        Some(needs_type) if !check && trimmed.starts_with('{') => {
+            read_meta_prefix(&text, needs_type).or_else(|| read_meta(&text))
+        }
+        _ if trimmed.starts_with('{') || trimmed.starts_with('[') => read_meta(&text),
+        _ => None,
     };
     if let Some(meta) = meta {
         event.meta = meta;
@@ -413,6 +424,51 @@ fn read_meta(text: &str) -> Option<Meta> {
                 .ok()
                 .map(|fields| fields.0)
         }
+    }
+}
+
+/// Reads `id`, and `type` when `needs_type`, from the start of an object and stops there,
+/// without reading or validating the rest. Returns `None` when they are not found.
+fn read_meta_prefix(text: &str, needs_type: bool) -> Option<Meta> {
+    let mut meta = Meta::default();
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    // The visitor stops the parse with an error once it has what it needs; whether the
+    // fields were found, not the result, tells the outcome.
+    let _ = deserializer.deserialize_map(PrefixVisitor {
+        meta: &mut meta,
+        needs_type,
+    });
+    let complete = meta.id.is_some() && (!needs_type || meta.notification_type.is_some());
+    complete.then_some(meta)
+}
+
+struct PrefixVisitor<'m> {
+    meta: &'m mut Meta,
+    needs_type: bool,
+}
+
+impl<'de> Visitor<'de> for PrefixVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<&str>()? {
+            match key {
+                "id" => self.meta.id = json_id(map.next_value()?),
+                "type" => self.meta.notification_type = json_id(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            let has_type = !self.needs_type || self.meta.notification_type.is_some();
+            if self.meta.id.is_some() && has_type {
+                return Err(de::Error::custom("found the fields"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -583,6 +639,17 @@ mod tests {
             conversation.dedupe_key().unwrap(),
             "conversation\u{0}501\u{0}77"
         );
+    }
+
+    #[test]
+    fn unchecked_payload_reads_leading_fields() {
+        let text = r#"{"stream":["user"],"event":"notification","payload":"{\"id\":\"9\",\"type\":\"mention\",\"status\":{\"id\":\"1\"}}"}"#;
+        let Frame::Event(event) = decode_message(Utf8Bytes::from(text.to_string()), false) else {
+            panic!("not an event");
+        };
+        assert_eq!(event.id(), Some("9"));
+        assert_eq!(event.notification_type(), Some("mention"));
+        assert_eq!(event.frame(), Some(text));
     }
 
     #[test]

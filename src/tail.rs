@@ -509,7 +509,7 @@ impl Tail {
     }
 
     fn handle_frame(&mut self, text: tungstenite::Utf8Bytes) {
-        match decode_message(text) {
+        match decode_message(text, self.config.check_payloads) {
             Frame::Event(event) => self.accept_live(event),
             Frame::Error { message, status } => self.handle_error_frame(message, status),
             Frame::Empty => trace!("empty frame"),

@@ -273,6 +273,17 @@ fn raw_format_prints_frames_as_received() {
     let sent = frame(&["user"], "update", &status("9"));
     server.send(&sent);
     assert_eq!(mastotail.line(WAIT), sent);
+
+    // Raw output reads only the ids of payloads, which is still enough to drop copies.
+    let note = frame(&["user"], "notification", &notification("10"));
+    server.send(&note);
+    server.send(&note);
+    server.send(&sent);
+    let last = frame(&["user"], "delete", &json!("11"));
+    server.send(&last);
+    assert_eq!(mastotail.line(WAIT), note);
+    assert_eq!(mastotail.line(WAIT), last);
+    assert!(mastotail.no_line_within(Duration::from_millis(200)));
 }
 
 #[test]
