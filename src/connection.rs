@@ -18,7 +18,6 @@ use tungstenite::stream::MaybeTlsStream;
 use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Phase};
-use crate::ratelimit;
 
 /// An open WebSocket over TCP, with or without TLS.
 pub(crate) type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
@@ -214,13 +213,7 @@ fn handshake_failure(error: tungstenite::Error) -> Error {
     match error {
         tungstenite::Error::Http(response) => {
             let status = response.status().as_u16();
-            let header = |name: &str| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|value| value.to_str().ok())
-                    .map(str::to_string)
-            };
+            let header = |name: &str| crate::rest::header_text(response.headers(), name);
             let message = header("x-error-message").or_else(|| {
                 let body = response.body().as_deref().unwrap_or_default();
                 quote_body(body)
@@ -241,16 +234,9 @@ fn handshake_failure(error: tungstenite::Error) -> Error {
                     }
                 }
                 401 | 403 => Error::Unauthorized { status, message },
-                429 => {
-                    let now = std::time::SystemTime::now();
-                    let wait = header("retry-after")
-                        .and_then(|value| ratelimit::parse_retry_after(&value, now))
-                        .or_else(|| {
-                            header("x-ratelimit-reset")
-                                .and_then(|value| ratelimit::parse_rate_limit_reset(&value, now))
-                        });
-                    Error::RateLimited { wait }
-                }
+                429 => Error::RateLimited {
+                    wait: crate::rest::server_wait(response.headers()),
+                },
                 _ => Error::HandshakeStatus { status, message },
             }
         }

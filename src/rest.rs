@@ -80,22 +80,9 @@ impl Rest {
         }
         let mut response = request.call().map_err(request_error)?;
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_string)
-        };
-        let now = SystemTime::now();
-        let wait = header("retry-after")
-            .and_then(|value| ratelimit::parse_retry_after(&value, now))
-            .or_else(|| {
-                header("x-ratelimit-reset")
-                    .and_then(|value| ratelimit::parse_rate_limit_reset(&value, now))
-            });
-        let refresh_retry =
-            header("mastodon-async-refresh").and_then(|value| parse_refresh(&value));
+        let wait = server_wait(response.headers());
+        let refresh_retry = header_text(response.headers(), "mastodon-async-refresh")
+            .and_then(|value| parse_refresh(&value));
         let body = response
             .body_mut()
             .with_config()
@@ -109,6 +96,26 @@ impl Rest {
             refresh_retry,
         })
     }
+}
+
+/// Returns a header's value as text, or `None` when it is missing or not visible ASCII.
+pub(crate) fn header_text(headers: &ureq::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Returns the wait a response asks for: `Retry-After` (seconds or an HTTP date), else
+/// Mastodon's `X-RateLimit-Reset` (an ISO 8601 time).
+pub(crate) fn server_wait(headers: &ureq::http::HeaderMap) -> Option<Duration> {
+    let now = SystemTime::now();
+    header_text(headers, "retry-after")
+        .and_then(|value| ratelimit::parse_retry_after(&value, now))
+        .or_else(|| {
+            header_text(headers, "x-ratelimit-reset")
+                .and_then(|value| ratelimit::parse_rate_limit_reset(&value, now))
+        })
 }
 
 /// Reads the `retry=<seconds>` attribute of a `Mastodon-Async-Refresh` header.
