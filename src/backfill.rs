@@ -36,7 +36,7 @@ pub(crate) struct Walk {
     pub reconcile: bool,
 }
 
-/// What one page request produced.
+/// The result of one page request.
 #[derive(Debug)]
 pub(crate) enum PageOutcome {
     /// Events in delivery order (oldest first); `done` when this was the last page.
@@ -66,8 +66,8 @@ impl Walk {
     }
 }
 
-/// Requests the next page of `walk` and turns it into events. A walk without a cursor asks
-/// for the newest item only, to fix where later catch-ups start.
+/// Requests the next page of `walk` and turns it into events. A walk without a cursor
+/// requests the newest item only, to fix where later catch-ups start.
 pub(crate) fn fetch_page(
     rest: &Rest,
     server: &Endpoint,

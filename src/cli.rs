@@ -79,7 +79,7 @@ EXIT STATUS:
     5 state file locked, unreadable or corrupt   6 --catch-up incomplete, run it again
 ";
 
-/// What the command line asks for.
+/// The settings the command line requests.
 pub struct Options {
     pub config: Config,
     pub verbosity: i32,

@@ -74,7 +74,7 @@ pub struct Config {
     /// Interval between the pings mastotail sends; zero sends none. Default 15 s.
     pub ping_interval: Duration,
     /// Time without any frame from the server after which the connection counts as dead.
-    /// With pings every 15 s a healthy server answers well within it. Default 45 s.
+    /// With pings every 15 s, a healthy server sends a pong well within it. Default 45 s.
     pub silence_timeout: Duration,
     /// First reconnect delay ceiling. Default 1 s.
     pub backoff_initial: Duration,

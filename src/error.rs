@@ -73,7 +73,7 @@ pub enum Phase {
     Request,
 }
 
-/// What the run loop does after a failure.
+/// The run loop's next step after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     /// Reconnect after the next backoff delay.

@@ -1,4 +1,4 @@
-//! Where the command's events go: stdout in one of three formats, or a hook program run once
+//! The command's event sinks: stdout in one of three formats, or a hook program run once
 //! per event. Both apply the `--event` and `--notification-type` filters.
 
 use std::collections::VecDeque;
@@ -20,7 +20,7 @@ pub enum Format {
     Text,
 }
 
-/// Which events to keep.
+/// The events to keep.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub events: Vec<String>,

@@ -26,7 +26,7 @@ pub enum Stream {
     List { id: String },
 }
 
-/// Which part of the federated timeline a public stream carries.
+/// The part of the federated timeline a public stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PublicScope {
     All,

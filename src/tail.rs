@@ -78,7 +78,7 @@ pub struct Tail {
     resync: BTreeSet<Source>,
 }
 
-/// What [`Tail::poll`] returns.
+/// The result of [`Tail::poll`].
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Poll {
@@ -113,7 +113,7 @@ struct Live {
     healthy: bool,
 }
 
-/// How a catch-up ended.
+/// The way a catch-up ended.
 enum WalkEnd {
     /// Every missed item was fetched.
     Done,
@@ -347,8 +347,8 @@ impl Tail {
         }
     }
 
-    /// One tick: connect when due, otherwise read the socket until the nearest deadline, then
-    /// handle the deadlines that passed.
+    /// Runs one tick: connects when due, otherwise reads the socket until the nearest
+    /// deadline, then handles the deadlines that passed.
     fn step(&mut self) {
         let now = Instant::now();
         match &mut self.link {
@@ -520,8 +520,8 @@ impl Tail {
         }
     }
 
-    /// Ends the run for a 4xx error frame, which answers one of the subscriptions: mastotail
-    /// sends nothing else. Other error frames are warnings.
+    /// Ends the run for a 4xx error frame, which rejects one of the subscriptions because
+    /// mastotail sends nothing else. Other error frames are warnings.
     fn handle_error_frame(&mut self, message: String, status: Option<u16>) {
         match status {
             Some(status @ 400..=499) => {
@@ -541,7 +541,7 @@ impl Tail {
         }
     }
 
-    /// Names the subscription an error frame most likely answers. Mastodon's error frames
+    /// Names the subscription an error frame most likely rejects. Mastodon's error frames
     /// carry no stream name, but their messages name tags and lists.
     fn guess_rejected_stream(&self, message: &str) -> String {
         let message = message.to_lowercase();
