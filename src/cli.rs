@@ -163,6 +163,15 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
         events: list(string_option(&mut args, "--event")?),
         notification_types: list(string_option(&mut args, "--notification-type")?),
     };
+    let mut warnings = Vec::new();
+    for name in &filter.events {
+        if !KNOWN_EVENTS.contains(&name.as_str()) {
+            warnings.push(format!(
+                "--event {name:?} is not an event Mastodon is known to send (names are \
+                 case-sensitive, for example update or notification); only matching events pass"
+            ));
+        }
+    }
     let exec_jobs = number(&mut args, "--exec-jobs")?;
     let exec_timeout = seconds(&mut args, "--exec-timeout")?;
     let queue_max = number(&mut args, "--queue-max")?;
@@ -189,6 +198,12 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
     }
     if exec_jobs == Some(0) {
         return Err("invalid --exec-jobs 0: give a positive number".to_string());
+    }
+    if exec_timeout.is_some_and(|timeout| timeout.is_zero()) {
+        return Err("invalid --exec-timeout 0: give seconds greater than zero".to_string());
+    }
+    if let Some(command) = &hook_command {
+        check_program(&command.program)?;
     }
     // Raw output prints frames as received, so their payloads need no full decoding, unless
     // a hook gets the decoded JSON line.
@@ -229,7 +244,6 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Parsed, String> {
         })
         .ok_or("missing server: pass --server HOST or set MASTODON_SERVER")?;
     let server = Endpoint::parse(&server).map_err(|error| format!("invalid --server: {error}"))?;
-    let mut warnings = Vec::new();
     let token = read_token(token_file.as_deref(), &mut warnings)?;
 
     let mut config = Config::new(server, token, streams);
@@ -324,6 +338,46 @@ fn split_short_flags(args: Vec<OsString>) -> Vec<OsString> {
         }
     }
     split
+}
+
+/// Event names Mastodon's streaming server sends, as of Mastodon 4.5.
+const KNOWN_EVENTS: &[&str] = &[
+    "update",
+    "status.update",
+    "delete",
+    "notification",
+    "conversation",
+    "filters_changed",
+    "announcement",
+    "announcement.reaction",
+    "announcement.delete",
+    "notifications_merged",
+    "encrypted_message",
+];
+
+/// Checks that the hook program can be run, before anything touches the network: a path
+/// must name an executable file, a bare name must be found in `PATH`.
+fn check_program(program: &std::ffi::OsStr) -> Result<(), String> {
+    let path = std::path::Path::new(program);
+    let executable = |candidate: &std::path::Path| {
+        std::fs::metadata(candidate)
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    let found = if program.as_encoded_bytes().contains(&b'/') {
+        executable(path)
+    } else {
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| executable(&dir.join(program)))
+        })
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "--exec program {:?} is not an executable file or not found in PATH",
+            path.display().to_string()
+        ))
+    }
 }
 
 /// Splits a comma-separated list, dropping empty items.

@@ -133,6 +133,8 @@ struct Pending {
     seq: u64,
     event: Event,
     finished: bool,
+    /// False for an event the filters dropped: it runs no hook but is delivered in order.
+    runs_hook: bool,
 }
 
 /// Runs the hook once per event, in event order, while the connection is served. An event
@@ -152,7 +154,8 @@ pub fn run_hooks(
         std::env::temp_dir(),
     );
     let program = settings.command.program.to_string_lossy().into_owned();
-    let mut waiting: VecDeque<Event> = VecDeque::new();
+    // Events in stream order, each with whether it passed the filters.
+    let mut waiting: VecDeque<(Event, bool)> = VecDeque::new();
     let mut started: VecDeque<Pending> = VecDeque::new();
     let mut next_seq = 0u64;
     let mut delivered = 0u64;
@@ -160,23 +163,39 @@ pub fn run_hooks(
 
     loop {
         for outcome in runner.poll(Instant::now()) {
-            report_outcome(&program, outcome.seq, &outcome.status);
             if let Some(pending) = started.iter_mut().find(|p| p.seq == outcome.seq) {
+                report_outcome(&program, &pending.event, &outcome.status);
                 pending.finished = true;
             }
         }
         while started.front().is_some_and(|pending| pending.finished) {
             let pending = started.pop_front().expect("front exists");
             tail.mark_delivered(&pending.event)?;
-            delivered += 1;
+            if pending.runs_hook {
+                delivered += 1;
+            }
             if count.is_some_and(|count| delivered >= count) {
                 runner.shutdown(settings.timeout);
                 return Ok(());
             }
         }
 
-        while runner.has_capacity() && !waiting.is_empty() {
-            let event = waiting.pop_front().expect("not empty");
+        while let Some((_, runs_hook)) = waiting.front() {
+            if !runs_hook {
+                let (event, _) = waiting.pop_front().expect("front exists");
+                started.push_back(Pending {
+                    seq: next_seq,
+                    event,
+                    finished: true,
+                    runs_hook: false,
+                });
+                next_seq += 1;
+                continue;
+            }
+            if !runner.has_capacity() {
+                break;
+            }
+            let (event, _) = waiting.pop_front().expect("front exists");
             let job = HookJob {
                 seq: next_seq,
                 line: event.to_json_line().into_bytes(),
@@ -192,12 +211,16 @@ pub fn run_hooks(
                 seq: next_seq,
                 event,
                 finished: false,
+                runs_hook: true,
             });
             next_seq += 1;
         }
 
         if stream_ended && waiting.is_empty() && started.is_empty() {
             return Ok(());
+        }
+        if started.front().is_some_and(|pending| pending.finished) {
+            continue;
         }
         let wait = if runner.running() > 0 {
             HOOK_CHECK
@@ -210,25 +233,27 @@ pub fn run_hooks(
             tail.serve(wait)?;
         } else {
             match tail.poll(wait)? {
-                Poll::Event(event) if filter.keeps(&event) => waiting.push_back(event),
-                Poll::Event(event) if started.is_empty() && waiting.is_empty() => {
-                    tail.mark_delivered(&event)?;
+                Poll::Event(event) => {
+                    let runs_hook = filter.keeps(&event);
+                    waiting.push_back((event, runs_hook));
                 }
-                Poll::Event(_) | Poll::Pending => {}
+                Poll::Pending => {}
                 Poll::Finished => stream_ended = true,
             }
         }
     }
 }
 
-fn report_outcome(program: &str, seq: u64, status: &HookStatus) {
+fn report_outcome(program: &str, event: &Event, status: &HookStatus) {
+    let name = event.name();
+    let id = event.id().unwrap_or("without id");
     match status {
         HookStatus::Success => {}
-        HookStatus::Failed(exit) => warn!("hook {program} for event {seq} failed: {exit}"),
+        HookStatus::Failed(exit) => warn!("hook {program} for {name} {id} failed: {exit}"),
         HookStatus::TimedOut => {
-            warn!("hook {program} for event {seq} timed out and was killed (see --exec-timeout)")
+            warn!("hook {program} for {name} {id} timed out and was killed (see --exec-timeout)")
         }
-        HookStatus::SpawnFailed(message) => error!("hook {program} for event {seq}: {message}"),
+        HookStatus::SpawnFailed(message) => error!("hook {program} for {name} {id}: {message}"),
     }
 }
 

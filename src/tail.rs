@@ -6,7 +6,7 @@
 //! backfill-before-live ordering into a queue; the caller takes them from the queue, and only
 //! when it asks for the next one does the previous one count as delivered and move the cursor.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use log::{debug, trace};
@@ -29,6 +29,10 @@ use crate::stream::{Source, Stream};
 /// Most live events held back while catch-ups run. Past it the catch-ups stop, so that
 /// memory stays bounded when REST is slow.
 const MAX_HELD: usize = 10_000;
+
+/// Most undelivered events tracked for the cursors of their copies; far above what the
+/// bounded queues hold.
+const MAX_UNDELIVERED: usize = 100_000;
 
 /// How much later than its deadline a tick may start, in exchange for fewer `setsockopt`
 /// calls while frames flow.
@@ -61,6 +65,9 @@ pub struct Tail {
     /// The `stream` array of each configured stream as Mastodon sends it, by index.
     stream_arrays: Vec<String>,
     seen: SeenSet,
+    /// Dedupe keys of events queued or handed out but not delivered yet, each with the
+    /// cursors that copies of it from other streams move once it is delivered.
+    undelivered: HashMap<String, Vec<(Source, String)>>,
     ready: VecDeque<Event>,
     /// Live events that arrived while a catch-up was running, in arrival order.
     held: VecDeque<Event>,
@@ -184,6 +191,7 @@ impl Tail {
             backoff,
             unauthorized_once: false,
             sources,
+            undelivered: HashMap::new(),
             ready: VecDeque::new(),
             held: VecDeque::new(),
             in_flight: None,
@@ -227,7 +235,7 @@ impl Tail {
 
     /// Reports `event` as delivered: moves its source's cursor and writes the state file.
     pub fn mark_delivered(&mut self, event: &Event) -> Result<(), Error> {
-        self.advance_cursor(event);
+        self.deliver(event);
         match &mut self.state {
             Some(state) => state.save().map_err(Error::from),
             None => Ok(()),
@@ -283,7 +291,7 @@ impl Tail {
     /// stopping.
     pub fn commit(&mut self) -> Result<(), Error> {
         if let Some(event) = self.in_flight.take() {
-            self.advance_cursor(&event);
+            self.deliver(&event);
         }
         if let Some(state) = &mut self.state {
             state.save()?;
@@ -608,15 +616,41 @@ impl Tail {
             }
             return;
         }
-        let fresh = match event.dedupe_key() {
-            Some(key) => self.seen.insert(&key),
-            None => true,
-        };
-        if fresh {
+        let Some(key) = event.dedupe_key() else {
             self.ready.push_back(event);
-        } else {
-            trace!("dropping a duplicate {} event", event.name());
-            self.advance_cursor(&event);
+            return;
+        };
+        if self.seen.insert(&key) {
+            if self.undelivered.len() >= MAX_UNDELIVERED {
+                // Only reached when a caller drops events without reporting them; losing the
+                // cursor moves of a few copies then costs at most a repeat after a restart.
+                self.undelivered.clear();
+            }
+            self.undelivered.insert(key, Vec::new());
+            self.ready.push_back(event);
+            return;
+        }
+        trace!("dropping a duplicate {} event", event.name());
+        // The copy's own source moves its cursor together with the original's delivery, never
+        // before it: a crash in between must not skip the original.
+        let (Some(source), Some(id)) = (self.source_of(&event), event.cursor_id()) else {
+            return;
+        };
+        match self.undelivered.get_mut(&key) {
+            Some(copies) => copies.push((source, id.to_string())),
+            None => self.advance_source(&source, id),
+        }
+    }
+
+    /// Moves the cursors for a delivered event: its own source's, and those of copies of it
+    /// that arrived on other streams while it waited.
+    fn deliver(&mut self, event: &Event) {
+        self.advance_cursor(event);
+        let Some(key) = event.dedupe_key() else {
+            return;
+        };
+        for (source, id) in self.undelivered.remove(&key).unwrap_or_default() {
+            self.advance_source(&source, &id);
         }
     }
 
@@ -641,10 +675,14 @@ impl Tail {
     }
 
     fn advance_cursor(&mut self, event: &Event) {
-        let (Some(source), Some(id)) = (self.source_of(event), event.cursor_id()) else {
-            return;
-        };
-        let Some(state) = self.sources.get_mut(&source) else {
+        if let (Some(source), Some(id)) = (self.source_of(event), event.cursor_id()) {
+            self.advance_source(&source, id);
+        }
+    }
+
+    /// Moves `source`'s cursor to `id` when `id` is newer.
+    fn advance_source(&mut self, source: &Source, id: &str) {
+        let Some(state) = self.sources.get_mut(source) else {
             return;
         };
         let newer = state

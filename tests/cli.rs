@@ -224,3 +224,34 @@ fn repeated_option_named_in_error() {
     assert_usage_error(&output, "--count is given more than once");
     assert!(!tripwire.was_contacted());
 }
+
+#[test]
+fn missing_hook_program_rejected_before_network() {
+    let tripwire = Tripwire::new();
+    let output = run(
+        &[
+            "--server",
+            &tripwire.url(),
+            "user",
+            "--exec",
+            "/nonexistent/hook",
+        ],
+        &[("MASTODON_TOKEN", "t")],
+    );
+    assert_usage_error(&output, "/nonexistent/hook");
+    assert!(!tripwire.was_contacted());
+    let output = run(
+        &[
+            "--server",
+            &tripwire.url(),
+            "--exec-timeout",
+            "0",
+            "user",
+            "--exec",
+            "true",
+        ],
+        &[("MASTODON_TOKEN", "t")],
+    );
+    assert_usage_error(&output, "--exec-timeout 0");
+    assert!(!tripwire.was_contacted());
+}

@@ -337,6 +337,8 @@ fn reply_bot_example_answers_direct_message() {
         "MASTODON_SERVER",
         "--exec-env",
         "MASTODON_TOKEN_FILE",
+        "--exec-env",
+        "BOT_ACCOUNT",
         "direct",
         "--exec",
         bot.as_str(),
@@ -348,8 +350,16 @@ fn reply_bot_example_answers_direct_message() {
             ("MASTODON_TOKEN", TOKEN),
             ("MASTODON_SERVER", url.as_str()),
             ("MASTODON_TOKEN_FILE", token_path),
+            ("BOT_ACCOUNT", "demobot"),
         ],
     );
+    // The bot's own reply, as the newest status of a conversation, gets no answer.
+    let own = json!({
+        "id": "500",
+        "accounts": [{"id": "2", "acct": "bob"}],
+        "last_status": {"id": "776", "account": {"id": "9", "acct": "demobot"}},
+    });
+    server.send(&frame(&["direct"], "conversation", &own));
     let conversation = json!({
         "id": "501",
         "unread": true,
@@ -371,6 +381,13 @@ fn reply_bot_example_answers_direct_message() {
     assert!(reply.body.contains("in_reply_to_id=777"), "{}", reply.body);
     assert!(reply.body.contains("visibility=direct"), "{}", reply.body);
     assert!(reply.body.contains("%40bob"), "{}", reply.body);
+    std::thread::sleep(Duration::from_millis(300));
+    let posts = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 1, "the bot answered its own status");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -478,4 +495,61 @@ fn unknown_notification_types_pass_and_filter() {
     let lines = mastotail.json_lines(2, WAIT);
     assert_eq!(lines[0]["payload"], severed);
     assert_eq!(lines[1]["payload"], future);
+}
+
+#[test]
+fn copies_never_move_cursor_past_unfinished_hook() {
+    let dir = temp_dir("copies");
+    let state = dir.join("state.json");
+    std::fs::write(&state, r#"{"version":1,"cursors":{"home":"1001"}}"#).unwrap();
+    let state_arg = state.to_str().unwrap().to_string();
+    let release = dir.join("release");
+    let hook = script(
+        &dir,
+        "hook.sh",
+        &format!(
+            "cat > /dev/null; if [ \"$MASTOTAIL_ID\" = 1003 ]; then while [ ! -e '{}' ]; do sleep 0.05; done; fi; echo \"$MASTOTAIL_ID\" >> '{}/done'",
+            release.display(),
+            dir.display()
+        ),
+    );
+    let server = FakeServer::start();
+    server.add_items(
+        HOME,
+        (1001..=1003).map(|id| status(&id.to_string())).collect(),
+    );
+    // The stream sends copies of the events the catch-up fetches, as a server replaying
+    // recent events would.
+    for id in ["1002", "1003"] {
+        server.send(&frame(&["user"], "update", &status(id)));
+    }
+    let mut first = start(
+        &server,
+        &["--state", &state_arg, "--exec", &hook],
+        &["user"],
+    );
+    assert_eq!(wait_lines(&dir.join("done"), 1), ["1002"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(
+        saved["cursors"]["home"], "1002",
+        "the cursor passed a hook still running"
+    );
+    first.kill();
+    // kill -9 leaves the running hook behind, as it would after a real crash; end it so
+    // that only the second run's hook writes 1003.
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &hook])
+        .status();
+
+    // After the crash the unfinished event runs again.
+    std::fs::write(&release, "").unwrap();
+    let _second = start(
+        &server,
+        &["--state", &state_arg, "--exec", &hook],
+        &["user"],
+    );
+    let done = wait_lines(&dir.join("done"), 2);
+    assert_eq!(done, ["1002", "1003"]);
+    let _ = std::fs::remove_dir_all(dir);
 }
