@@ -4,8 +4,10 @@
 #
 #   export MASTODON_SERVER=https://mastodon.example
 #   export MASTODON_TOKEN_FILE=~/.config/mastotail/token
+#   export BOT_ACCOUNT=mybot     # the bot's own acct, so that it never answers itself
 #   mastotail --token-file "$MASTODON_TOKEN_FILE" --state ~/.local/state/mastotail/bot.json \
-#       --exec-env MASTODON_SERVER --exec-env MASTODON_TOKEN_FILE direct --exec ./reply-bot.sh
+#       --exec-env MASTODON_SERVER --exec-env MASTODON_TOKEN_FILE --exec-env BOT_ACCOUNT \
+#       direct --exec ./reply-bot.sh
 #
 # mastotail never passes its token to hooks, so the bot reads it from the file named by
 # MASTODON_TOKEN_FILE. The token goes
@@ -19,7 +21,9 @@ event=$(cat)
 status_id=$(printf '%s' "$event" | jq -r '.payload.last_status.id // empty')
 author=$(printf '%s' "$event" | jq -r '.payload.last_status.account.acct // empty')
 [ -n "$status_id" ] && [ -n "$author" ] || exit 0
-[ "$author" != "${BOT_ACCOUNT:-}" ] || exit 0
+# Its own reply becomes the conversation's newest status; answering it would loop forever.
+bot=${BOT_ACCOUNT:?pass --exec-env BOT_ACCOUNT to mastotail, set to the acct of the bot itself}
+[ "$author" != "$bot" ] || exit 0
 
 token=$(cat "${MASTODON_TOKEN_FILE:?pass --exec-env MASTODON_TOKEN_FILE to mastotail}")
 server=${MASTODON_SERVER:?pass --exec-env MASTODON_SERVER to mastotail}
