@@ -55,7 +55,7 @@ pub(crate) fn open(
 ) -> Result<Socket, Error> {
     base.check_token_transport(config.allow_insecure)
         .map_err(Error::Config)?;
-    let addresses = resolve(base)?;
+    let addresses = resolve(&base.authority())?;
     let tcp = connect_any(&addresses, config.connect_timeout)?;
     let deadline = Instant::now() + config.handshake_timeout;
     tcp.set_nodelay(true)
@@ -87,11 +87,11 @@ fn tcp_of(stream: &MaybeTlsStream<TcpStream>) -> &TcpStream {
     }
 }
 
-/// Looks the host up. NOTE: std's lookup has no timeout, so a hanging resolver delays this
-/// reconnect; it runs only while no connection is open, so no healthy stream waits for it.
-fn resolve(base: &Endpoint) -> Result<Vec<SocketAddr>, Error> {
-    let addresses: Vec<SocketAddr> = base
-        .authority()
+/// Looks `authority` (`host:port`) up. NOTE: std's lookup has no timeout, so a hanging
+/// resolver delays a reconnect. Lookups run only while no connection is open, and REST
+/// requests reuse the addresses found then, so no healthy stream waits for one.
+pub(crate) fn resolve(authority: &str) -> Result<Vec<SocketAddr>, Error> {
+    let addresses: Vec<SocketAddr> = authority
         .to_socket_addrs()
         .map_err(|source| Error::network(Phase::Resolve, source))?
         .collect();

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -177,16 +177,7 @@ struct NameCache {
 
 impl NameCache {
     fn refresh(&self, authority: &str) -> Result<(), Error> {
-        let addresses: Vec<SocketAddr> = authority
-            .to_socket_addrs()
-            .map_err(|source| Error::network(Phase::Resolve, source))?
-            .collect();
-        if addresses.is_empty() {
-            return Err(Error::Network {
-                phase: Phase::Resolve,
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address found"),
-            });
-        }
+        let addresses = crate::connection::resolve(authority)?;
         self.lock().insert(authority.to_string(), addresses);
         Ok(())
     }

@@ -144,6 +144,7 @@ impl Tail {
     pub fn new(config: Config) -> Result<Tail, Error> {
         config.validate()?;
         let rest = Rest::new(&config)?;
+
         if let Some(path) = &config.ca_file {
             // Fail at start, not at the first connection, when the file is unusable.
             crate::rest::read_pem_certificates(path)?;
@@ -152,6 +153,7 @@ impl Tail {
             Some(path) => Some(StateFile::open(path)?),
             None => None,
         };
+
         let mut sources = BTreeMap::new();
         for stream in &config.streams {
             for source in stream.sources() {
@@ -166,6 +168,7 @@ impl Tail {
                 });
             }
         }
+
         let backoff = Backoff::new(
             config.backoff_initial,
             config.backoff_factor,
@@ -178,6 +181,7 @@ impl Tail {
         } else {
             Link::Down { retry_at: now }
         };
+
         let mut tail = Tail {
             seen: SeenSet::new(config.dedupe_capacity),
             stream_arrays: config.streams.iter().map(stream_array).collect(),
@@ -622,7 +626,7 @@ impl Tail {
         };
         if self.seen.insert(&key) {
             if self.undelivered.len() >= MAX_UNDELIVERED {
-                // Only reached when a caller drops events without reporting them; losing the
+                // Only reached when a caller drops events without reporting them. Losing the
                 // cursor moves of a few copies then costs at most a repeat after a restart.
                 self.undelivered.clear();
             }
