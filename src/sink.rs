@@ -42,6 +42,9 @@ pub struct HookSettings {
 /// dropped events again from the cursor.
 const MAX_WAITING: usize = 64;
 
+/// How often a quiet stream checks whether the reader of a stdout pipe went away.
+const READER_CHECK: Duration = Duration::from_secs(2);
+
 /// How often running hooks are checked for completion. Exits are noticed only at these
 /// checks, because the loop has no thread or signal handler to learn of them sooner.
 const HOOK_CHECK: Duration = Duration::from_millis(5);
@@ -71,8 +74,23 @@ pub fn print(
     // writes a burst of events with one system call and a single event at once.
     let mut out = io::BufWriter::with_capacity(64 << 10, io::stdout().lock());
     let mut printed = 0u64;
-    while let Some(event) = tail.next() {
-        let event = event?;
+    let watch_reader = pipe::stdout_is_pipe();
+    loop {
+        let event = if watch_reader {
+            // A quiet stream writes nothing that could fail, so the pipe is checked between
+            // events: `mastotail | head -n 3` ends soon after `head` does.
+            match tail.poll(READER_CHECK)? {
+                Poll::Event(event) => event,
+                Poll::Pending if pipe::stdout_reader_gone() => return Ok(()),
+                Poll::Pending => continue,
+                Poll::Finished => break,
+            }
+        } else {
+            match tail.next() {
+                Some(event) => event?,
+                None => break,
+            }
+        };
         if !filter.keeps(&event) {
             continue;
         }
@@ -278,4 +296,49 @@ fn hook_environment(event: &Event) -> Vec<(String, String)> {
         env.push(("MASTOTAIL_NOTIFICATION_TYPE".to_string(), clean(kind)));
     }
     env
+}
+
+/// The state of stdout when it is a pipe.
+mod pipe {
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::unix::fs::FileTypeExt;
+
+    #[repr(C)]
+    struct PollFd {
+        fd: i32,
+        events: i16,
+        revents: i16,
+    }
+
+    /// `POLLERR` and `POLLHUP` on Linux and the BSDs.
+    const POLLERR: i16 = 0x008;
+    const POLLHUP: i16 = 0x010;
+
+    unsafe extern "C" {
+        fn poll(fds: *mut PollFd, nfds: std::ffi::c_ulong, timeout: i32) -> i32;
+    }
+
+    /// Returns true when stdout is a pipe.
+    pub fn stdout_is_pipe() -> bool {
+        let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+            return false;
+        };
+        std::fs::File::from(fd)
+            .metadata()
+            .is_ok_and(|meta| meta.file_type().is_fifo())
+    }
+
+    /// Returns true when the reading end of the stdout pipe is closed, which `poll` reports
+    /// as an error on the writing end without writing anything.
+    pub fn stdout_reader_gone() -> bool {
+        let mut entry = PollFd {
+            fd: std::io::stdout().as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: `entry` is one valid, initialized pollfd that outlives the call, and a
+        // zero timeout makes the call return at once.
+        let ready = unsafe { poll(&mut entry, 1, 0) };
+        ready > 0 && entry.revents & (POLLERR | POLLHUP) != 0
+    }
 }

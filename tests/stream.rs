@@ -537,7 +537,12 @@ fn closed_stdout_ends_quietly() {
         }
     }
     if !exited {
+        // The pipeline's mastotail holds the output pipes open; end it too, or reading the
+        // output would wait for ever.
         let _ = child.kill();
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", "--", &format!("--server {url}")])
+            .status();
     }
     let output = child.wait_with_output().unwrap();
     assert!(exited, "mastotail did not end after stdout closed");
@@ -618,4 +623,53 @@ fn token_in_query_only_when_asked_and_never_logged() {
         "{}",
         mastotail.stderr()
     );
+}
+
+#[test]
+fn closed_pipe_noticed_while_stream_is_quiet() {
+    // All events arrive in one burst and fit in the pipe, so no later write fails: mastotail
+    // must notice that `head` is gone while the stream is quiet.
+    let server = FakeServer::start();
+    let url = server.http_url();
+    let mut script = vec![Step::Accept, Step::WaitSubscriptions(1)];
+    for id in 1..=10 {
+        script.push(Step::Text(frame(
+            &["user"],
+            "delete",
+            &json!(id.to_string()),
+        )));
+    }
+    script.push(Step::Live);
+    server.push_script(script);
+    let command = format!(
+        "'{}' --server '{}' {} --no-backfill user | head -n 3; echo \"status=${{PIPESTATUS[0]}}\"",
+        harness::BIN,
+        url,
+        FAST.join(" ")
+    );
+    let mut child = std::process::Command::new("bash")
+        .args(["-c", &command])
+        .env("MASTODON_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let exited = child.try_wait().unwrap().is_some();
+    if !exited {
+        // The pipeline's mastotail holds the output pipes open; end it too, or reading the
+        // output would wait for ever.
+        let _ = child.kill();
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", "--", &format!("--server {url}")])
+            .status();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(exited, "mastotail kept running after head exited");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().last(), Some("status=0"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
 }
