@@ -508,7 +508,7 @@ fn copies_never_move_cursor_past_unfinished_hook() {
         &dir,
         "hook.sh",
         &format!(
-            "cat > /dev/null; if [ \"$MASTOTAIL_ID\" = 1003 ]; then while [ ! -e '{}' ]; do sleep 0.05; done; fi; echo \"$MASTOTAIL_ID\" >> '{}/done'",
+            "cat > /dev/null; if [ \"$MASTOTAIL_ID\" = 1003 ]; then n=0; while [ ! -e '{}' ] && [ $n -lt 300 ]; do sleep 0.05; n=$((n+1)); done; fi; echo \"$MASTOTAIL_ID\" >> '{}/done'",
             release.display(),
             dir.display()
         ),
