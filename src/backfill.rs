@@ -131,7 +131,7 @@ pub(crate) fn fetch_page(
         status => {
             return PageOutcome::GiveUp {
                 reason: format!(
-                    "{path} answered HTTP {status}; check that the token has the read scope \
+                    "{path} returned HTTP {status}; check that the token has the read scope \
                      for it"
                 ),
                 status: Some(status),

@@ -25,7 +25,7 @@ pub(crate) type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 /// Path of the multiplexed WebSocket endpoint below the streaming base URL.
 const STREAMING_PATH: &str = "/api/v1/streaming";
 
-/// Longest part of an error response body quoted in a message.
+/// Maximum length of an error response body quoted in a message, in characters.
 const MAX_QUOTED_BODY: usize = 200;
 
 /// Builds the TLS connector once per run. `--ca-file` replaces the system's roots.

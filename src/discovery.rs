@@ -12,7 +12,7 @@ use crate::rest::Rest;
 /// itself. The result is a `ws` or `wss` endpoint.
 ///
 /// The instance endpoints need no token, so none is sent. A network failure is returned for
-/// a retry; an answer without a usable URL falls through to the next choice.
+/// a retry, and a response without a usable URL falls through to the next choice.
 pub(crate) fn discover_streaming_url(rest: &Rest, server: &Endpoint) -> Result<Endpoint, Error> {
     let lookups: [(&str, &[&str]); 2] = [
         ("/api/v2/instance", &["configuration", "urls", "streaming"]),
@@ -29,11 +29,11 @@ pub(crate) fn discover_streaming_url(rest: &Rest, server: &Endpoint) -> Result<E
         if response.status >= 500 {
             return Err(Error::HandshakeStatus {
                 status: response.status,
-                message: Some(format!("{path} answered HTTP {}", response.status)),
+                message: Some(format!("{path} returned HTTP {}", response.status)),
             });
         }
         if response.status != 200 {
-            debug!("{path} answered HTTP {}", response.status);
+            debug!("{path} returned HTTP {}", response.status);
             continue;
         }
         match streaming_url_from(&response.body, pointer) {

@@ -55,8 +55,8 @@ pub enum Error {
     /// Writing the events failed (other than a closed stdout, which ends the run quietly).
     /// Fatal.
     Output(io::Error),
-    /// A `--catch-up` run could not fetch every missed item. Fatal, so that a cron job sees
-    /// it; the cursors of what was printed are saved, so the next run resumes there.
+    /// A `--catch-up` run could not fetch every missed item. Fatal, so that a cron job
+    /// notices. The cursors of what was printed are saved, so the next run resumes there.
     CatchUpIncomplete(String),
 }
 

@@ -352,8 +352,8 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
 }
 
-/// Sets the payload: a string is kept as JSON when it holds a valid JSON object or array,
-/// and as a string otherwise; any other value is kept as it is.
+/// Sets the payload. A string is kept as JSON when it contains a valid JSON object or array,
+/// and as a string otherwise. Any other value is kept as it is.
 fn decode_payload(event: &mut Event, payload: PayloadField, check: bool) {
     let text = match payload {
         PayloadField::String(text) => text,
@@ -432,8 +432,8 @@ fn read_meta(text: &str) -> Option<Meta> {
 fn read_meta_prefix(text: &str, needs_type: bool) -> Option<Meta> {
     let mut meta = Meta::default();
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    // The visitor stops the parse with an error once it has what it needs; whether the
-    // fields were found, not the result, tells the outcome.
+    // The visitor stops the parse with an error once it has what it needs, so the outcome
+    // depends on whether the fields were found, not on the result.
     let _ = deserializer.deserialize_map(PrefixVisitor {
         meta: &mut meta,
         needs_type,

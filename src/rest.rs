@@ -106,7 +106,7 @@ pub(crate) fn header_text(headers: &ureq::http::HeaderMap, name: &str) -> Option
         .map(str::to_string)
 }
 
-/// Returns the wait a response asks for: `Retry-After` (seconds or an HTTP date), else
+/// Returns the wait a response requests: `Retry-After` (seconds or an HTTP date), else
 /// Mastodon's `X-RateLimit-Reset` (an ISO 8601 time).
 pub(crate) fn server_wait(headers: &ureq::http::HeaderMap) -> Option<Duration> {
     let now = SystemTime::now();
@@ -165,7 +165,7 @@ pub(crate) fn read_pem_certificates(
     Ok(certificates)
 }
 
-/// A name resolver for ureq that answers from a cache filled while reconnecting.
+/// A name resolver for ureq that returns addresses from a cache filled while reconnecting.
 ///
 /// ureq's own resolver runs each lookup on a new thread when a timeout is set; this one runs
 /// on the calling thread, so mastotail stays one thread. A name missing from the cache is

@@ -46,7 +46,7 @@ fn wait_for_baseline(server: &FakeServer, paths: &[&str]) {
     });
 }
 
-/// The `min_id` values of the requests to `path`, in order.
+/// Returns the `min_id` values of the requests to `path`, in order.
 fn min_ids(server: &FakeServer, path: &str) -> Vec<String> {
     server
         .requests()

@@ -26,7 +26,7 @@ fn delete(id: &str) -> String {
     frame(&["user"], "delete", &json!(id))
 }
 
-/// A connection that delivers one event and then ends with `ending`.
+/// Builds a connection script that delivers one event and then ends with `ending`.
 fn delivers_then(id: &str, ending: Vec<Step>) -> Vec<Step> {
     let mut script = vec![
         Step::Accept,
@@ -37,7 +37,7 @@ fn delivers_then(id: &str, ending: Vec<Step>) -> Vec<Step> {
     script
 }
 
-/// A text frame whose payload is not UTF-8.
+/// Builds a text frame whose payload is not UTF-8.
 fn invalid_utf8_frame() -> Vec<u8> {
     vec![0x81, 0x04, b'{', 0xff, 0xfe, b'}']
 }
@@ -215,7 +215,7 @@ fn dns_failure_retried() {
 
 #[test]
 fn tls_handshake_failure_retried() {
-    // The fake server speaks plain HTTP, so a TLS client hello gets no valid answer.
+    // The fake server speaks plain HTTP, so a TLS client hello gets no valid TLS response.
     let server = FakeServer::start();
     let url = server.http_url();
     let wss = server.ws_url().replace("ws://", "wss://");

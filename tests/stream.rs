@@ -26,8 +26,8 @@ fn capture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
 }
 
-/// What mastotail must print for a frame, computed without mastotail's code: the payload
-/// string decoded once when it holds a JSON object or array.
+/// Computes, without mastotail's code, what mastotail must print for a frame: the payload
+/// string decoded once when it contains a JSON object or array.
 fn expected_line(frame: &str) -> Value {
     let frame: Value = serde_json::from_str(frame).unwrap();
     let payload = match &frame["payload"] {
@@ -39,7 +39,7 @@ fn expected_line(frame: &str) -> Value {
     json!({"stream": frame["stream"], "event": frame["event"], "payload": payload})
 }
 
-/// The key under which a copy of an event counts as already printed.
+/// Returns the key under which a copy of an event counts as already printed.
 fn copy_key(line: &Value) -> Option<String> {
     let event = line["event"].as_str().unwrap();
     let payload = &line["payload"];
@@ -507,23 +507,44 @@ fn streaming_url_skips_discovery() {
     assert_eq!(discovery, 0);
 }
 
-#[test]
-fn closed_stdout_ends_quietly() {
-    let server = FakeServer::start();
-    let url = server.http_url();
+/// Starts `mastotail ... user | head -n 3` in bash, which then prints mastotail's exit
+/// status as a last line `status=N`.
+fn spawn_into_head(url: &str, extra: &str) -> std::process::Child {
     let command = format!(
-        "'{}' --server '{}' {} user | head -n 3; echo \"status=${{PIPESTATUS[0]}}\"",
+        "'{}' --server '{url}' {} {extra} user | head -n 3; echo \"status=${{PIPESTATUS[0]}}\"",
         harness::BIN,
-        url,
         FAST.join(" ")
     );
-    let mut child = std::process::Command::new("bash")
+    std::process::Command::new("bash")
         .args(["-c", &command])
         .env("MASTODON_TOKEN", TOKEN)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Collects the pipeline's output. When it has not `exited`, it is killed first, and so is
+/// its mastotail, which keeps the output pipes open and would make the read wait for ever.
+fn collect_pipeline(
+    mut child: std::process::Child,
+    url: &str,
+    exited: bool,
+) -> std::process::Output {
+    if !exited {
+        let _ = child.kill();
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", "--", &format!("--server {url}")])
+            .status();
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let server = FakeServer::start();
+    let url = server.http_url();
+    let mut child = spawn_into_head(&url, "");
     // Events keep coming, as on a real server, so that a write after `head` exited finds
     // the pipe closed. At most 250 events, 20 ms apart.
     server.wait_until("a connection", WAIT, |s| !s.connections().is_empty());
@@ -536,15 +557,7 @@ fn closed_stdout_ends_quietly() {
             break;
         }
     }
-    if !exited {
-        // The pipeline's mastotail holds the output pipes open; end it too, or reading the
-        // output would wait for ever.
-        let _ = child.kill();
-        let _ = std::process::Command::new("pkill")
-            .args(["-f", "--", &format!("--server {url}")])
-            .status();
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = collect_pipeline(child, &url, exited);
     assert!(exited, "mastotail did not end after stdout closed");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -641,33 +654,13 @@ fn closed_pipe_noticed_while_stream_is_quiet() {
     }
     script.push(Step::Live);
     server.push_script(script);
-    let command = format!(
-        "'{}' --server '{}' {} --no-backfill user | head -n 3; echo \"status=${{PIPESTATUS[0]}}\"",
-        harness::BIN,
-        url,
-        FAST.join(" ")
-    );
-    let mut child = std::process::Command::new("bash")
-        .args(["-c", &command])
-        .env("MASTODON_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_into_head(&url, "--no-backfill");
     let deadline = std::time::Instant::now() + WAIT;
     while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let exited = child.try_wait().unwrap().is_some();
-    if !exited {
-        // The pipeline's mastotail holds the output pipes open; end it too, or reading the
-        // output would wait for ever.
-        let _ = child.kill();
-        let _ = std::process::Command::new("pkill")
-            .args(["-f", "--", &format!("--server {url}")])
-            .status();
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = collect_pipeline(child, &url, exited);
     assert!(exited, "mastotail kept running after head exited");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(stdout.lines().last(), Some("status=0"), "{stdout}");
